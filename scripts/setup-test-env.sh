@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Install and verify the third-party programs the interop tests and the
+# benchmark run against (Debian 12, run as root).
+#
+# Idempotent: when every program is already present, apt is skipped entirely.
+# If another apt/dpkg run holds the lock (for instance a provisioning step
+# still running in the background), wait for it instead of failing.
+#
+# Exit status: 0 when every program runs, non-zero with a message naming the
+# missing ones otherwise.
+set -euo pipefail
+
+PACKAGES=(python3-libtorrent aria2 transmission-daemon transmission-cli opentracker python3-pytest time)
+# Debian's interpreter: python3-libtorrent and python3-pytest install there,
+# not into any other python3 that may come first on PATH.
+PY=/usr/bin/python3
+LOCK_WAIT_S=${LOCK_WAIT_S:-900}
+
+log() { printf 'setup-test-env: %s\n' "$*" >&2; }
+
+# Each check prints nothing and returns non-zero when the program is unusable.
+check_libtorrent() { "$PY" -c 'import libtorrent' >/dev/null 2>&1; }
+check_aria2() { aria2c --version >/dev/null 2>&1; }
+check_transmission_daemon() { transmission-daemon --version >/dev/null 2>&1; }
+check_transmission_remote() { command -v transmission-remote >/dev/null 2>&1; }
+check_opentracker() { command -v opentracker >/dev/null 2>&1; }
+check_pytest() { "$PY" -m pytest --version >/dev/null 2>&1; }
+check_time() { [ -x /usr/bin/time ]; }
+
+CHECKS=(
+    "check_libtorrent:python3-libtorrent ($PY -c 'import libtorrent')"
+    "check_aria2:aria2 (aria2c --version)"
+    "check_transmission_daemon:transmission-daemon (transmission-daemon --version)"
+    "check_transmission_remote:transmission-cli (transmission-remote)"
+    "check_opentracker:opentracker (opentracker binary)"
+    "check_pytest:python3-pytest ($PY -m pytest --version)"
+    "check_time:time (/usr/bin/time)"
+)
+
+# Prints the description of every failing check; returns non-zero if any failed.
+missing() {
+    local entry fn desc rc=0
+    for entry in "${CHECKS[@]}"; do
+        fn=${entry%%:*}
+        desc=${entry#*:}
+        if ! "$fn"; then
+            printf '%s\n' "$desc"
+            rc=1
+        fi
+    done
+    return $rc
+}
+
+dpkg_busy() {
+    # fuser exits 0 when some process holds one of the files.
+    if command -v fuser >/dev/null 2>&1; then
+        fuser /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock \
+            /var/cache/apt/archives/lock >/dev/null 2>&1 && return 0
+    fi
+    pgrep -x apt-get >/dev/null 2>&1 || pgrep -x apt >/dev/null 2>&1 || pgrep -x dpkg >/dev/null 2>&1
+}
+
+wait_for_dpkg() {
+    local deadline=$((SECONDS + LOCK_WAIT_S)) said=0
+    while dpkg_busy; do
+        if [ $said -eq 0 ]; then
+            log "another apt/dpkg run holds the lock (see /tmp/apt.log if present); waiting up to ${LOCK_WAIT_S}s"
+            said=1
+        fi
+        if [ $SECONDS -ge $deadline ]; then
+            log "dpkg lock still held after ${LOCK_WAIT_S}s; giving up (raise LOCK_WAIT_S or stop the other apt run)"
+            exit 1
+        fi
+        sleep 2
+    done
+}
+
+if gaps=$(missing); then
+    log "all programs already present; skipping apt"
+else
+    log "missing:"
+    printf '  %s\n' "$gaps" >&2
+    if [ "$(id -u)" -ne 0 ]; then
+        log "must run as root to install packages (try: sudo $0)"
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    wait_for_dpkg
+    # A background install may have finished what we need while we waited.
+    if ! missing >/dev/null; then
+        # apt-get waits for the lock itself too (DPkg::Lock::Timeout), which
+        # covers a run that starts between our check and this command.
+        apt-get -o DPkg::Lock::Timeout="$LOCK_WAIT_S" update
+        apt-get -o DPkg::Lock::Timeout="$LOCK_WAIT_S" install -y "${PACKAGES[@]}"
+    fi
+fi
+
+if gaps=$(missing); then
+    log "ok: $("$PY" -c 'import libtorrent; print("libtorrent", libtorrent.__version__)'), $(aria2c --version | head -n1), $(transmission-daemon --version 2>&1 | head -n1), $("$PY" -m pytest --version 2>&1 | head -n1), opentracker at $(command -v opentracker)"
+else
+    log "these programs are still missing or do not run after installing:"
+    printf '  %s\n' "$gaps" >&2
+    exit 1
+fi
