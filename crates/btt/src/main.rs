@@ -1,1 +1,424 @@
-fn main() {}
+//! `btt`: the command-line BitTorrent client.
+//!
+//! # Layout
+//! - `create`, `info`: metainfo tools.
+//! - `download`, `seed`: run a session for one torrent, with a progress bar on a terminal and a log
+//!   line per interval otherwise.
+//!
+//! Every flag has an environment-variable twin (`--listen-port` ⇔ `BTT_LISTEN_PORT`).
+
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use engine::{AddTorrent, Config, Session, Stats, TorrentHandle};
+use metainfo::Torrent;
+
+mod progress;
+
+#[derive(Parser)]
+#[command(name = "btt", version, about = "BitTorrent client and node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a .torrent file from a file or directory.
+    Create(CreateArgs),
+    /// Show what a .torrent file contains.
+    Info(InfoArgs),
+    /// Download a torrent; exits 0 once every piece is verified on disk.
+    Download(DownloadArgs),
+    /// Check existing data and seed it until stopped.
+    Seed(SeedArgs),
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    /// File or directory to share.
+    path: PathBuf,
+    /// Where to write the .torrent file.
+    #[arg(short, long, env = "BTT_OUTPUT")]
+    output: PathBuf,
+    /// Tracker announce URL (repeat for backups, one tier each).
+    #[arg(long = "tracker", env = "BTT_TRACKER", value_delimiter = ',')]
+    trackers: Vec<String>,
+    /// Piece size in bytes: a power of two, at least 16384. Default: chosen by total size.
+    #[arg(long, env = "BTT_PIECE_SIZE")]
+    piece_size: Option<u32>,
+    /// Mark the torrent private (BEP 27): trackers only, no DHT or PEX.
+    #[arg(long, env = "BTT_PRIVATE")]
+    private: bool,
+    /// Comment stored in the torrent.
+    #[arg(long, env = "BTT_COMMENT")]
+    comment: Option<String>,
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    /// The .torrent file.
+    torrent: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long, env = "BTT_JSON")]
+    json: bool,
+}
+
+#[derive(Args, Clone)]
+struct SessionArgs {
+    /// TCP port to accept peers on (0 picks a free one).
+    #[arg(long, env = "BTT_LISTEN_PORT", default_value_t = 6881)]
+    listen_port: u16,
+    /// Address to accept peers on.
+    #[arg(long, env = "BTT_LISTEN_IP", default_value = "0.0.0.0")]
+    listen_ip: IpAddr,
+    /// Peer to dial besides tracker peers (repeatable).
+    #[arg(long = "peer", env = "BTT_PEER", value_delimiter = ',')]
+    peers: Vec<SocketAddr>,
+    /// Directory for resume records (default: $XDG_DATA_HOME/btt).
+    #[arg(long, env = "BTT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Download limit in bytes per second (0 = unlimited).
+    #[arg(long, env = "BTT_DOWNLOAD_LIMIT", default_value_t = 0)]
+    download_limit: u64,
+    /// Upload limit in bytes per second (0 = unlimited).
+    #[arg(long, env = "BTT_UPLOAD_LIMIT", default_value_t = 0)]
+    upload_limit: u64,
+    /// Most peer connections.
+    #[arg(long, env = "BTT_MAX_CONNECTIONS", default_value_t = 50)]
+    max_connections: usize,
+    /// Peers unchoked at once (plus one optimistic unchoke).
+    #[arg(long, env = "BTT_UPLOAD_SLOTS", default_value_t = 8)]
+    upload_slots: usize,
+    /// Seconds between progress log lines when not on a terminal.
+    #[arg(long, env = "BTT_LOG_INTERVAL", default_value_t = 5)]
+    log_interval: u64,
+}
+
+#[derive(Args)]
+struct DownloadArgs {
+    /// The .torrent file.
+    torrent: PathBuf,
+    /// Directory to download into.
+    #[arg(short, long, env = "BTT_OUTPUT")]
+    output: PathBuf,
+    /// Keep seeding after the download completes, until stopped.
+    #[arg(long, env = "BTT_SEED")]
+    seed: bool,
+    /// Print a JSON summary on stdout at the end.
+    #[arg(long, env = "BTT_JSON")]
+    json: bool,
+    #[command(flatten)]
+    session: SessionArgs,
+}
+
+#[derive(Args)]
+struct SeedArgs {
+    /// The .torrent file.
+    torrent: PathBuf,
+    /// Directory holding the torrent's data.
+    dir: PathBuf,
+    #[command(flatten)]
+    session: SessionArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet_terminal = std::io::stderr().is_terminal();
+    let default = if quiet_terminal { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BTT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        Command::Create(a) => create(a),
+        Command::Info(a) => info(a),
+        Command::Download(a) => runtime().and_then(|rt| rt.block_on(download(a))),
+        Command::Seed(a) => runtime().and_then(|rt| rt.block_on(seed(a))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn load_torrent(path: &Path) -> Result<Torrent> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Torrent::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid torrent", path.display()))
+}
+
+fn create(a: CreateArgs) -> Result<()> {
+    let opts = engine::create::CreateOptions {
+        piece_length: a.piece_size,
+        trackers: a.trackers,
+        private: a.private,
+        comment: a.comment,
+        creation_date: Some(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+        ),
+    };
+    let t = engine::create::create_torrent(&a.path, &opts)?;
+    std::fs::write(&a.output, t.to_bytes())
+        .with_context(|| format!("cannot write {}", a.output.display()))?;
+    eprintln!(
+        "created {} ({} in {} pieces of {}), info-hash {}",
+        a.output.display(),
+        progress::bytes(t.info.total_length),
+        t.info.num_pieces(),
+        progress::bytes(u64::from(t.info.piece_length)),
+        t.info_hash
+    );
+    Ok(())
+}
+
+fn info(a: InfoArgs) -> Result<()> {
+    let t = load_torrent(&a.torrent)?;
+    let files: Vec<(String, u64)> = (0..t.info.files.len())
+        .map(|i| {
+            (
+                t.info.file_path(i).display().to_string(),
+                t.info.files[i].length,
+            )
+        })
+        .collect();
+    if a.json {
+        let v = serde_json::json!({
+            "info_hash": t.info_hash.to_hex(),
+            "name": t.info.name,
+            "piece_length": t.info.piece_length,
+            "num_pieces": t.info.num_pieces(),
+            "total_length": t.info.total_length,
+            "private": t.info.private,
+            "files": files.iter().map(|(p, l)| serde_json::json!({"path": p, "length": l})).collect::<Vec<_>>(),
+            "trackers": t.trackers(),
+            "comment": t.comment,
+            "created_by": t.created_by,
+            "creation_date": t.creation_date,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("name:         {}", t.info.name);
+    println!("info-hash:    {}", t.info_hash);
+    println!(
+        "size:         {} ({} bytes)",
+        progress::bytes(t.info.total_length),
+        t.info.total_length
+    );
+    println!(
+        "pieces:       {} × {}",
+        t.info.num_pieces(),
+        progress::bytes(u64::from(t.info.piece_length))
+    );
+    println!(
+        "private:      {}",
+        if t.info.private { "yes" } else { "no" }
+    );
+    if let Some(c) = &t.comment {
+        println!("comment:      {c}");
+    }
+    if let Some(c) = &t.created_by {
+        println!("created by:   {c}");
+    }
+    for (i, tier) in t.trackers().iter().enumerate() {
+        println!("tracker tier {i}: {}", tier.join(" "));
+    }
+    println!("files:");
+    for (p, l) in files {
+        println!("  {p} ({})", progress::bytes(l));
+    }
+    Ok(())
+}
+
+fn data_dir(arg: &Option<PathBuf>) -> PathBuf {
+    if let Some(d) = arg {
+        return d.clone();
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("btt");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/btt"),
+        None => PathBuf::from(".btt"),
+    }
+}
+
+async fn start_session(s: &SessionArgs) -> Result<Session> {
+    let config = Config {
+        listen: SocketAddr::new(s.listen_ip, s.listen_port),
+        data_dir: data_dir(&s.data_dir),
+        max_connections: s.max_connections.max(1) * 4,
+        max_connections_per_torrent: s.max_connections.max(1),
+        upload_slots: s.upload_slots.max(1),
+        download_rate_limit: s.download_limit,
+        upload_rate_limit: s.upload_limit,
+        ..Config::default()
+    };
+    Ok(Session::start(config).await?)
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+async fn download(a: DownloadArgs) -> Result<()> {
+    let torrent = load_torrent(&a.torrent)?;
+    let session = start_session(&a.session).await?;
+    let mut add = AddTorrent::new(torrent, a.output.clone());
+    add.peers = a.session.peers.clone();
+    let handle = session.add_torrent(add).await?;
+    tracing::info!("listening on port {}", session.listen_port());
+    let started = Instant::now();
+    let outcome = tokio::select! {
+        r = watch_progress(&handle, a.session.log_interval) => r,
+        _ = shutdown_signal() => Err(anyhow::anyhow!("interrupted before the download completed")),
+    };
+    let stats = handle.stats();
+    if a.json {
+        println!("{}", summary_json(&handle, &stats, started.elapsed()));
+    }
+    if let Err(e) = outcome {
+        session.shutdown().await;
+        return Err(e);
+    }
+    eprintln!(
+        "completed: {} in {:.1} s ({} pieces downloaded, {} already on disk)",
+        progress::bytes(stats.total_length),
+        started.elapsed().as_secs_f64(),
+        stats.pieces_downloaded,
+        stats.pieces_resumed
+    );
+    if a.seed {
+        eprintln!(
+            "seeding on port {}; stop with Ctrl-C",
+            session.listen_port()
+        );
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = handle.wait_stopped() => {}
+        }
+    }
+    session.shutdown().await;
+    Ok(())
+}
+
+fn summary_json(handle: &TorrentHandle, s: &Stats, elapsed: Duration) -> serde_json::Value {
+    let hex: String = handle
+        .info_hash()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    serde_json::json!({
+        "info_hash": hex,
+        "complete": s.pieces_have == s.pieces_total,
+        "pieces_total": s.pieces_total,
+        "pieces_have": s.pieces_have,
+        "pieces_resumed": s.pieces_resumed,
+        "pieces_downloaded": s.pieces_downloaded,
+        "bytes_downloaded": s.bytes_downloaded,
+        "bytes_uploaded": s.bytes_uploaded,
+        "hash_failures": s.hash_failures,
+        "banned_peers": s.banned_peers,
+        "seconds": elapsed.as_secs_f64(),
+    })
+}
+
+/// Shows progress until the torrent completes (Ok) or fails (Err).
+async fn watch_progress(handle: &TorrentHandle, log_interval_s: u64) -> Result<()> {
+    let terminal = std::io::stderr().is_terminal();
+    let period = if terminal {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_secs(log_interval_s.max(1))
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    let mut bar = progress::Bar::new(terminal);
+    loop {
+        tokio::select! {
+            r = handle.wait_complete() => {
+                bar.finish(&handle.stats());
+                return r.map_err(Into::into);
+            }
+            _ = tick.tick() => bar.show(&handle.stats()),
+        }
+    }
+}
+
+async fn seed(a: SeedArgs) -> Result<()> {
+    let torrent = load_torrent(&a.torrent)?;
+    if !a.dir.is_dir() {
+        bail!(
+            "{} is not a directory; pass the directory that holds the torrent's data",
+            a.dir.display()
+        );
+    }
+    let session = start_session(&a.session).await?;
+    let mut add = AddTorrent::new(torrent, a.dir.clone());
+    add.seed_only = true;
+    add.peers = a.session.peers.clone();
+    let handle = session.add_torrent(add).await?;
+    eprintln!(
+        "seeding {} on port {}",
+        hex(&handle.info_hash()),
+        session.listen_port()
+    );
+    let mut tick = tokio::time::interval(Duration::from_secs(a.session.log_interval.max(1)));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown_signal() => break,
+            s = handle.wait_stopped() => {
+                if let engine::State::Failed(e) = s {
+                    bail!("seeding stopped: {e}");
+                }
+                break;
+            }
+            _ = tick.tick() => {
+                let s = handle.stats();
+                tracing::info!(
+                    "seeding: {} peers, up {}/s, uploaded {}",
+                    s.peers, progress::bytes(s.upload_rate_bytes_per_s), progress::bytes(s.bytes_uploaded)
+                );
+            }
+        }
+    }
+    session.shutdown().await;
+    Ok(())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,651 @@
+//! One peer connection: a reader task that drives the protocol and a writer task that sends.
+//!
+//! The reader owns the protocol state of the connection (choke/interest flags, the peer's pieces, our
+//! outstanding requests) and never waits on the writer: outgoing control messages and accepted upload
+//! requests go into an [`Outbox`] that the writer drains. Splitting the directions keeps two peers that
+//! upload to each other from deadlocking on full socket buffers. Blocks we upload are read from disk
+//! on the writer, in batches, so one `write` carries many blocks.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use wire::{Bitfield, BlockRef, ExtendedHandshake, FrameDecoder, Handshake, Message, BLOCK_SIZE};
+
+use crate::picker::{BlockOutcome, PeerKey};
+use crate::session::CLIENT_VERSION;
+use crate::torrent::{register_peer, PeerCmd, PeerCounters, Shared};
+
+/// Requests we accept from a peer before rejecting more (advertised as `reqq`).
+const MAX_INCOMING_REQUESTS: usize = 2000;
+/// Requests we keep in flight to one peer, whatever its rate.
+const MIN_QUEUE: usize = 32;
+/// Upper bound on requests in flight to one peer.
+const MAX_QUEUE: usize = 1000;
+/// Seconds of requested-but-undelivered data we aim to keep in flight.
+const QUEUE_SECONDS: u64 = 2;
+/// A peer that delivers nothing for this long while we wait is snubbed.
+const SNUB_AFTER: Duration = Duration::from_secs(60);
+/// Silence after which a connection is dropped (BEP 3 keep-alives come every two minutes).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(150);
+/// How often we send a keep-alive.
+const KEEPALIVE: Duration = Duration::from_secs(90);
+/// Pieces offered as allowed-fast (BEP 6) to a peer we choke.
+const ALLOWED_FAST: usize = 10;
+/// Largest request we serve.
+const MAX_REQUEST_LEN: u32 = 128 * 1024;
+/// Bytes of blocks the writer reads and sends in one batch.
+const UPLOAD_BATCH_BYTES: usize = 256 * 1024;
+
+/// Connects to `addr`, handshakes and runs the connection.
+pub(crate) async fn dial(shared: Arc<Shared>, addr: SocketAddr) {
+    let connect = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr));
+    let mut stream = match connect.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return tracing::debug!(%addr, "connect failed: {e}"),
+        Err(_) => return tracing::debug!(%addr, "connect timed out"),
+    };
+    let ours = Handshake::new(shared.info_hash, shared.session.peer_id);
+    let theirs = async {
+        stream.write_all(&ours.encode()).await?;
+        let mut buf = [0u8; wire::HANDSHAKE_LEN];
+        stream.read_exact(&mut buf).await?;
+        Handshake::decode(&buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    };
+    let hs = match tokio::time::timeout(Duration::from_secs(30), theirs).await {
+        Ok(Ok(hs)) => hs,
+        Ok(Err(e)) => return tracing::debug!(%addr, "handshake failed: {e}"),
+        Err(_) => return tracing::debug!(%addr, "handshake timed out"),
+    };
+    if hs.info_hash != shared.info_hash || hs.peer_id == shared.session.peer_id {
+        return;
+    }
+    run(shared, stream, addr, hs).await;
+}
+
+/// Outgoing data shared between the reader and the writer.
+struct Outbox {
+    inner: Mutex<OutInner>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct OutInner {
+    ctrl: Vec<u8>,
+    uploads: VecDeque<BlockRef>,
+    closed: bool,
+}
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn send(&self, m: &Message<'_>) {
+        m.encode(&mut self.lock().ctrl);
+        self.wake.notify_one();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_one();
+    }
+}
+
+/// Reader-side state of one connection.
+struct Conn {
+    shared: Arc<Shared>,
+    key: PeerKey,
+    addr: SocketAddr,
+    out: Arc<Outbox>,
+    counters: Arc<PeerCounters>,
+    fast: bool,
+    peer_bits: Bitfield,
+    am_interested: bool,
+    am_choking: bool,
+    peer_choking: bool,
+    peer_interested: bool,
+    outstanding: VecDeque<BlockRef>,
+    peer_reqq: usize,
+    allowed_fast_in: Vec<u32>,
+    allowed_fast_out: Vec<u32>,
+    have_cursor: usize,
+    last_recv: Instant,
+    last_block: Instant,
+    last_keepalive: Instant,
+    picks: Vec<BlockRef>,
+}
+
+/// Runs a connection whose handshakes are done.
+pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, hs: Handshake) {
+    let _ = stream.set_nodelay(true);
+    let counters = Arc::new(PeerCounters::default());
+    let Some((key, mut cmds)) = register_peer(&shared, addr, hs.peer_id, counters.clone()) else {
+        return;
+    };
+    tracing::debug!(%addr, client = %String::from_utf8_lossy(&hs.peer_id[..8]), "peer connected");
+    let (mut rd, wr) = stream.into_split();
+    let out = Arc::new(Outbox {
+        inner: Mutex::new(OutInner::default()),
+        wake: Notify::new(),
+    });
+    let writer = tokio::spawn(write_loop(
+        shared.clone(),
+        wr,
+        out.clone(),
+        counters.clone(),
+    ));
+    let n = shared.info.num_pieces();
+    let now = Instant::now();
+    let mut conn = Conn {
+        shared: shared.clone(),
+        key,
+        addr,
+        out: out.clone(),
+        counters,
+        fast: hs.supports_fast(),
+        peer_bits: Bitfield::new(n),
+        am_interested: false,
+        am_choking: true,
+        peer_choking: true,
+        peer_interested: false,
+        outstanding: VecDeque::new(),
+        peer_reqq: 250,
+        allowed_fast_in: Vec::new(),
+        allowed_fast_out: Vec::new(),
+        have_cursor: 0,
+        last_recv: now,
+        last_block: now,
+        last_keepalive: now,
+        picks: Vec::new(),
+    };
+    conn.greet(&hs);
+
+    let max_frame = (n as usize).div_ceil(8).max(MAX_REQUEST_LEN as usize) + 16;
+    let mut dec = FrameDecoder::new(max_frame);
+    let mut have_rx = shared.have_version.subscribe();
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let result: Result<(), String> = loop {
+        tokio::select! {
+            r = rd.read(dec.spare()) => {
+                let n = match r {
+                    Ok(0) => break Err("closed by peer".into()),
+                    Ok(n) => n,
+                    Err(e) => break Err(e.to_string()),
+                };
+                dec.advance(n);
+                conn.last_recv = Instant::now();
+                if let Err(e) = conn.drain(&mut dec) {
+                    break Err(e);
+                }
+                // Download limits apply after the fact: the next read waits for the budget.
+                if !shared.download_limit.is_unlimited() {
+                    shared.download_limit.acquire(n).await;
+                }
+                if !shared.session.download_limit.is_unlimited() {
+                    shared.session.download_limit.acquire(n).await;
+                }
+            }
+            cmd = cmds.recv() => match cmd {
+                Some(PeerCmd::Disconnect) | None => break Err("disconnected by us".into()),
+                Some(cmd) => conn.command(cmd),
+            },
+            r = have_rx.changed() => {
+                if r.is_err() { break Err("torrent ended".into()); }
+                if let Err(e) = conn.send_haves() { break Err(e); }
+            }
+            _ = shutdown.changed() => break Err("torrent stopped".into()),
+            _ = tick.tick() => {
+                if let Err(e) = conn.on_tick() { break Err(e); }
+            }
+        }
+        conn.fill_requests();
+    };
+    if let Err(reason) = result {
+        tracing::debug!(%addr, "peer disconnected: {reason}");
+    }
+    conn.cleanup();
+    out.close();
+    let _ = writer.await;
+}
+
+impl Conn {
+    fn greet(&mut self, hs: &Handshake) {
+        if hs.supports_extensions() {
+            let ext = ExtendedHandshake {
+                v: Some(CLIENT_VERSION.to_owned()),
+                p: Some(self.shared.session.listen_port),
+                reqq: Some(MAX_INCOMING_REQUESTS as u32),
+                yourip: Some(match self.addr.ip() {
+                    IpAddr::V4(ip) => ip.octets().to_vec(),
+                    IpAddr::V6(ip) => ip.octets().to_vec(),
+                }),
+                upload_only: crate::torrent::is_seed_only(&self.shared),
+                ..Default::default()
+            };
+            self.out.send(&Message::Extended {
+                id: 0,
+                payload: &ext.encode(),
+            });
+        }
+        let inner = self.shared.lock();
+        let have = inner.picker.have();
+        self.have_cursor = inner.completed_log.len();
+        if self.fast && have.all() {
+            self.out.send(&Message::HaveAll);
+        } else if self.fast && have.count_ones() == 0 {
+            self.out.send(&Message::HaveNone);
+        } else if have.count_ones() > 0 {
+            self.out.send(&Message::Bitfield(have.as_bytes()));
+        }
+        if self.fast {
+            if let IpAddr::V4(ip) = self.addr.ip() {
+                let set =
+                    wire::allowed_fast_set(ip, &self.shared.info_hash, have.len(), ALLOWED_FAST);
+                for i in set.into_iter().filter(|&i| have.get(i)) {
+                    self.out.send(&Message::AllowedFast(i));
+                    self.allowed_fast_out.push(i);
+                }
+            }
+        }
+    }
+
+    /// Handles every complete message in the buffer.
+    fn drain(&mut self, dec: &mut FrameDecoder) -> Result<(), String> {
+        while let Some(msg) = dec.next().map_err(|e| e.to_string())? {
+            self.handle(msg)?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, msg: Message<'_>) -> Result<(), String> {
+        let n = self.peer_bits.len();
+        match msg {
+            Message::KeepAlive
+            | Message::Port(_)
+            | Message::Suggest(_)
+            | Message::Unknown { .. } => {}
+            Message::Choke => {
+                self.peer_choking = true;
+                // Without the fast extension a choke drops every pending request; with it, the peer
+                // should reject them, but we re-issue them elsewhere rather than wait.
+                let keep: Vec<u32> = self.allowed_fast_in.clone();
+                let mut inner = self.shared.lock();
+                self.outstanding.retain(|b| {
+                    let kept = keep.contains(&b.index);
+                    if !kept {
+                        inner.picker.release(self.key, *b);
+                    }
+                    kept
+                });
+            }
+            Message::Unchoke => self.peer_choking = false,
+            Message::Interested => {
+                self.peer_interested = true;
+                let slots = self.shared.session.config.upload_slots;
+                let mut inner = self.shared.lock();
+                let unchoke_now = inner.unchoked_count() < slots;
+                if let Some(p) = inner.peers.get_mut(&self.key) {
+                    p.interested = true;
+                    if unchoke_now && !p.unchoked {
+                        p.unchoked = true;
+                        drop(inner);
+                        self.set_choking(false);
+                    }
+                }
+            }
+            Message::NotInterested => {
+                self.peer_interested = false;
+                if let Some(p) = self.shared.lock().peers.get_mut(&self.key) {
+                    p.interested = false;
+                }
+            }
+            Message::Have(i) => {
+                if i >= n {
+                    return Err(format!("have for piece {i} of {n}"));
+                }
+                if !self.peer_bits.get(i) {
+                    self.peer_bits.set(i, true);
+                    let wanted = {
+                        let mut inner = self.shared.lock();
+                        inner.picker.add_have(i);
+                        !inner.picker.have().get(i)
+                    };
+                    if wanted {
+                        self.set_interested(true);
+                    }
+                    self.note_seed();
+                }
+            }
+            Message::Bitfield(bytes) => {
+                let bits = Bitfield::from_bytes(bytes, n).map_err(|e| e.to_string())?;
+                self.replace_bits(bits);
+            }
+            Message::HaveAll => self.replace_bits(Bitfield::full(n)),
+            Message::HaveNone => self.replace_bits(Bitfield::new(n)),
+            Message::Request(b) => self.on_request(b),
+            Message::Cancel(b) => self.out.lock().uploads.retain(|u| *u != b),
+            Message::Reject(b) => {
+                if let Some(pos) = self.outstanding.iter().position(|o| *o == b) {
+                    self.outstanding.remove(pos);
+                    self.shared.lock().picker.release(self.key, b);
+                }
+            }
+            Message::AllowedFast(i) => {
+                if i < n && !self.allowed_fast_in.contains(&i) && self.allowed_fast_in.len() < 64 {
+                    self.allowed_fast_in.push(i);
+                }
+            }
+            Message::Piece { index, begin, data } => self.on_piece(index, begin, data),
+            Message::Extended { id, payload } => {
+                if id == 0 {
+                    if let Ok(ext) = ExtendedHandshake::decode(payload) {
+                        if let Some(q) = ext.reqq {
+                            self.peer_reqq = (q as usize).clamp(1, MAX_QUEUE);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn replace_bits(&mut self, bits: Bitfield) {
+        let mut inner = self.shared.lock();
+        inner.picker.remove_peer_pieces(&self.peer_bits);
+        inner.picker.add_peer_pieces(&bits);
+        let interesting = inner.picker.is_interesting(&bits);
+        drop(inner);
+        self.peer_bits = bits;
+        self.set_interested(interesting);
+        self.note_seed();
+    }
+
+    fn note_seed(&mut self) {
+        if !self.peer_bits.all() {
+            return;
+        }
+        let mut inner = self.shared.lock();
+        let we_are_seed = inner.picker.is_complete();
+        if let Some(p) = inner.peers.get_mut(&self.key) {
+            p.is_seed = true;
+            if we_are_seed {
+                let _ = p.cmd.send(PeerCmd::Disconnect);
+            }
+        }
+    }
+
+    fn set_interested(&mut self, v: bool) {
+        if v != self.am_interested {
+            self.am_interested = v;
+            self.out.send(if v {
+                &Message::Interested
+            } else {
+                &Message::NotInterested
+            });
+        }
+    }
+
+    fn set_choking(&mut self, v: bool) {
+        if v == self.am_choking {
+            return;
+        }
+        self.am_choking = v;
+        if v {
+            let dropped: Vec<BlockRef> = {
+                let mut o = self.out.lock();
+                let allowed = &self.allowed_fast_out;
+                let (keep, drop): (VecDeque<BlockRef>, VecDeque<BlockRef>) = o
+                    .uploads
+                    .drain(..)
+                    .partition(|b| allowed.contains(&b.index));
+                o.uploads = keep;
+                drop.into_iter().collect()
+            };
+            self.out.send(&Message::Choke);
+            if self.fast {
+                for b in dropped {
+                    self.out.send(&Message::Reject(b));
+                }
+            }
+        } else {
+            self.out.send(&Message::Unchoke);
+        }
+    }
+
+    fn on_request(&mut self, b: BlockRef) {
+        let valid = {
+            let inner = self.shared.lock();
+            b.index < self.peer_bits.len()
+                && inner.picker.have().get(b.index)
+                && b.length > 0
+                && b.length <= MAX_REQUEST_LEN
+                && u64::from(b.begin) + u64::from(b.length)
+                    <= u64::from(inner.picker.piece_size(b.index))
+        };
+        let permitted = !self.am_choking || self.allowed_fast_out.contains(&b.index);
+        let mut o = self.out.lock();
+        if valid && permitted && o.uploads.len() < MAX_INCOMING_REQUESTS {
+            if !o.uploads.contains(&b) {
+                o.uploads.push_back(b);
+            }
+            drop(o);
+            self.out.wake.notify_one();
+        } else if self.fast {
+            Message::Reject(b).encode(&mut o.ctrl);
+            drop(o);
+            self.out.wake.notify_one();
+        }
+    }
+
+    fn on_piece(&mut self, index: u32, begin: u32, data: &[u8]) {
+        let len = data.len() as u64;
+        self.counters.down.fetch_add(len, Relaxed);
+        self.shared.downloaded.fetch_add(len, Relaxed);
+        let block = BlockRef {
+            index,
+            begin,
+            length: data.len() as u32,
+        };
+        if let Some(pos) = self.outstanding.iter().position(|o| *o == block) {
+            self.outstanding.remove(pos);
+        }
+        self.last_block = Instant::now();
+        self.counters.snubbed.store(false, Relaxed);
+        let mut inner = self.shared.lock();
+        match inner.picker.on_block(self.key, index, begin, data) {
+            BlockOutcome::Unwanted => {}
+            BlockOutcome::Stored { complete, cancel } => {
+                for other in cancel {
+                    if let Some(p) = inner.peers.get(&other) {
+                        let _ = p.cmd.send(PeerCmd::Cancel(block));
+                    }
+                }
+                if complete {
+                    if let Some((buf, from)) = inner.picker.take_complete(index) {
+                        drop(inner);
+                        let shared = self.shared.clone();
+                        tokio::task::spawn_blocking(move || shared.verify_piece(index, buf, from));
+                    }
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: PeerCmd) {
+        match cmd {
+            PeerCmd::Choke => self.set_choking(true),
+            PeerCmd::Unchoke => self.set_choking(false),
+            PeerCmd::Cancel(b) => {
+                if let Some(pos) = self.outstanding.iter().position(|o| *o == b) {
+                    self.outstanding.remove(pos);
+                    self.out.send(&Message::Cancel(b));
+                }
+            }
+            PeerCmd::Disconnect => {}
+        }
+    }
+
+    /// Sends `have` for pieces verified since the last call.
+    fn send_haves(&mut self) -> Result<(), String> {
+        let inner = self.shared.lock();
+        let new: Vec<u32> = inner.completed_log[self.have_cursor..].to_vec();
+        self.have_cursor = inner.completed_log.len();
+        let complete = inner.picker.is_complete();
+        let still_interesting = !complete && inner.picker.is_interesting(&self.peer_bits);
+        drop(inner);
+        for i in new {
+            if !self.peer_bits.get(i) {
+                self.out.send(&Message::Have(i));
+            }
+        }
+        if !still_interesting {
+            self.set_interested(false);
+        }
+        if complete && self.peer_bits.all() {
+            return Err("both sides are seeds".into());
+        }
+        Ok(())
+    }
+
+    /// Tops up the request pipeline to a depth that covers [`QUEUE_SECONDS`] at the peer's rate.
+    fn fill_requests(&mut self) {
+        if !self.am_interested || (self.peer_choking && self.allowed_fast_in.is_empty()) {
+            return;
+        }
+        let rate = self.counters.down_rate.load(Relaxed);
+        let depth = ((rate * QUEUE_SECONDS) / u64::from(BLOCK_SIZE)) as usize;
+        let depth = depth.clamp(MIN_QUEUE, MAX_QUEUE).min(self.peer_reqq);
+        let room = depth.saturating_sub(self.outstanding.len());
+        if room == 0 || (room < depth / 4 && !self.outstanding.is_empty()) {
+            return;
+        }
+        self.picks.clear();
+        let allowed = self.peer_choking.then_some(&self.allowed_fast_in[..]);
+        let mut inner = self.shared.lock();
+        inner
+            .picker
+            .pick(self.key, &self.peer_bits, room, allowed, &mut self.picks);
+        let nothing_left = self.picks.is_empty()
+            && self.outstanding.is_empty()
+            && !inner.picker.is_interesting(&self.peer_bits);
+        drop(inner);
+        if !self.picks.is_empty() {
+            let mut o = self.out.lock();
+            for b in &self.picks {
+                Message::Request(*b).encode(&mut o.ctrl);
+            }
+            drop(o);
+            self.out.wake.notify_one();
+            self.outstanding.extend(self.picks.iter().copied());
+        }
+        if nothing_left {
+            self.set_interested(false);
+        }
+    }
+
+    fn on_tick(&mut self) -> Result<(), String> {
+        let now = Instant::now();
+        if now.duration_since(self.last_recv) > IDLE_TIMEOUT {
+            return Err("idle".into());
+        }
+        if now.duration_since(self.last_keepalive) > KEEPALIVE {
+            self.last_keepalive = now;
+            self.out.send(&Message::KeepAlive);
+        }
+        if !self.outstanding.is_empty() && now.duration_since(self.last_block) > SNUB_AFTER {
+            // Snubbed: give its requests to other peers.
+            self.counters.snubbed.store(true, Relaxed);
+            let mut inner = self.shared.lock();
+            for b in self.outstanding.drain(..) {
+                inner.picker.release(self.key, b);
+            }
+            self.last_block = now;
+        }
+        Ok(())
+    }
+
+    fn cleanup(&mut self) {
+        let mut inner = self.shared.lock();
+        inner.picker.remove_peer_pieces(&self.peer_bits);
+        for b in self.outstanding.drain(..) {
+            inner.picker.release(self.key, b);
+        }
+        inner.peers.remove(&self.key);
+    }
+}
+
+async fn write_loop(
+    shared: Arc<Shared>,
+    mut wr: OwnedWriteHalf,
+    out: Arc<Outbox>,
+    counters: Arc<PeerCounters>,
+) {
+    let mut ctrl = Vec::new();
+    let mut batch: Vec<u8> = Vec::new();
+    loop {
+        let mut blocks: Vec<BlockRef> = Vec::new();
+        let closed = {
+            let mut o = out.lock();
+            std::mem::swap(&mut ctrl, &mut o.ctrl);
+            let mut bytes = 0usize;
+            while bytes < UPLOAD_BATCH_BYTES {
+                let Some(b) = o.uploads.pop_front() else {
+                    break;
+                };
+                bytes += b.length as usize;
+                blocks.push(b);
+            }
+            o.closed
+        };
+        if closed {
+            let _ = wr.write_all(&ctrl).await;
+            let _ = wr.shutdown().await;
+            return;
+        }
+        if ctrl.is_empty() && blocks.is_empty() {
+            out.wake.notified().await;
+            continue;
+        }
+        if !ctrl.is_empty() {
+            if wr.write_all(&ctrl).await.is_err() {
+                return out.close();
+            }
+            ctrl.clear();
+        }
+        if blocks.is_empty() {
+            continue;
+        }
+        let total: usize = blocks.iter().map(|b| b.length as usize).sum();
+        shared.upload_limit.acquire(total).await;
+        shared.session.upload_limit.acquire(total).await;
+        batch.clear();
+        let storage = shared.storage.clone();
+        let read = tokio::task::block_in_place(|| -> Result<(), crate::storage::StorageError> {
+            for b in &blocks {
+                batch.extend_from_slice(&wire::piece_header(b.index, b.begin, b.length));
+                let at = batch.len();
+                batch.resize(at + b.length as usize, 0);
+                storage.read(b.index, b.begin, &mut batch[at..])?;
+            }
+            Ok(())
+        });
+        if let Err(e) = read {
+            tracing::warn!("cannot serve a block: {e}");
+            return out.close();
+        }
+        if wr.write_all(&batch).await.is_err() {
+            return out.close();
+        }
+        counters.up.fetch_add(total as u64, Relaxed);
+        shared.uploaded.fetch_add(total as u64, Relaxed);
+    }
+}

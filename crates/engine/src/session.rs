@@ -1,0 +1,258 @@
+//! The session: listener, peer id, global limits, torrents by info-hash.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metainfo::Torrent;
+use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::ratelimit::RateLimiter;
+use crate::torrent::{self, TorrentHandle};
+use crate::Error;
+
+/// Our client prefix in Azureus-style peer ids: `-BY` + version.
+pub(crate) const PEER_ID_PREFIX: &[u8; 8] = b"-BY0100-";
+/// Client name and version sent in the BEP 10 handshake.
+pub(crate) const CLIENT_VERSION: &str = concat!("btt ", env!("CARGO_PKG_VERSION"));
+
+/// Session settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to accept peers on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Where resume records live (`<data_dir>/resume`).
+    pub data_dir: PathBuf,
+    /// Connections across all torrents.
+    pub max_connections: usize,
+    /// Connections per torrent.
+    pub max_connections_per_torrent: usize,
+    /// Peers unchoked per torrent by tit-for-tat (plus one optimistic).
+    pub upload_slots: usize,
+    /// Global download limit in bytes per second (0 = unlimited).
+    pub download_rate_limit: u64,
+    /// Global upload limit in bytes per second (0 = unlimited).
+    pub upload_rate_limit: u64,
+    /// Tracker client settings.
+    pub tracker: tracker::Config,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 6881),
+            data_dir: PathBuf::from(".btt"),
+            max_connections: 200,
+            max_connections_per_torrent: 50,
+            upload_slots: 8,
+            download_rate_limit: 0,
+            upload_rate_limit: 0,
+            tracker: tracker::Config::default(),
+        }
+    }
+}
+
+/// A torrent to add.
+#[derive(Debug, Clone)]
+pub struct AddTorrent {
+    /// The metainfo.
+    pub torrent: Torrent,
+    /// Directory the torrent's files live in.
+    pub dir: PathBuf,
+    /// Only seed: the data must already be complete; nothing is created on disk.
+    pub seed_only: bool,
+    /// Peers to dial besides those from trackers.
+    pub peers: Vec<SocketAddr>,
+    /// Per-torrent download limit in bytes per second (0 = unlimited).
+    pub download_rate_limit: u64,
+    /// Per-torrent upload limit in bytes per second (0 = unlimited).
+    pub upload_rate_limit: u64,
+}
+
+impl AddTorrent {
+    /// Download (or seed, once complete) `torrent` into `dir`.
+    pub fn new(torrent: Torrent, dir: PathBuf) -> Self {
+        Self {
+            torrent,
+            dir,
+            seed_only: false,
+            peers: Vec::new(),
+            download_rate_limit: 0,
+            upload_rate_limit: 0,
+        }
+    }
+}
+
+/// State shared by every torrent of a session.
+pub(crate) struct SessionShared {
+    pub(crate) config: Config,
+    pub(crate) peer_id: [u8; 20],
+    pub(crate) listen_port: u16,
+    pub(crate) download_limit: RateLimiter,
+    pub(crate) upload_limit: RateLimiter,
+    pub(crate) connections: std::sync::atomic::AtomicUsize,
+    torrents: Mutex<HashMap<[u8; 20], TorrentHandle>>,
+}
+
+impl SessionShared {
+    /// Takes a connection slot if the global limit allows.
+    pub(crate) fn try_connection(&self) -> bool {
+        use std::sync::atomic::Ordering::AcqRel;
+        self.connections
+            .fetch_update(AcqRel, std::sync::atomic::Ordering::Acquire, |n| {
+                (n < self.config.max_connections).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Returns a connection slot.
+    pub(crate) fn release_connection(&self) {
+        self.connections
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// A running BitTorrent session.
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<SessionShared>,
+}
+
+fn random_peer_id() -> [u8; 20] {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut id = [0u8; 20];
+    id[..8].copy_from_slice(PEER_ID_PREFIX);
+    let mut rng = rand::thread_rng();
+    for b in &mut id[8..] {
+        *b = ALPHABET[rng.gen_range(0..ALPHABET.len())];
+    }
+    id
+}
+
+impl Session {
+    /// Binds the listener and starts accepting peers.
+    pub async fn start(config: Config) -> Result<Self, Error> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let listen_port = listener
+            .local_addr()
+            .map_err(|source| Error::Listen {
+                addr: config.listen,
+                source,
+            })?
+            .port();
+        let shared = Arc::new(SessionShared {
+            peer_id: random_peer_id(),
+            listen_port,
+            download_limit: RateLimiter::new(config.download_rate_limit),
+            upload_limit: RateLimiter::new(config.upload_rate_limit),
+            connections: Default::default(),
+            torrents: Mutex::new(HashMap::new()),
+            config,
+        });
+        tokio::spawn(accept_loop(listener, shared.clone()));
+        Ok(Self { shared })
+    }
+
+    /// The port peers can reach us on.
+    pub fn listen_port(&self) -> u16 {
+        self.shared.listen_port
+    }
+
+    /// Our peer id.
+    pub fn peer_id(&self) -> [u8; 20] {
+        self.shared.peer_id
+    }
+
+    /// Adds a torrent: checks existing data, then starts trackers and peers.
+    pub async fn add_torrent(&self, add: AddTorrent) -> Result<TorrentHandle, Error> {
+        let hash = add.torrent.info_hash.0;
+        if self
+            .shared
+            .torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&hash)
+        {
+            return Err(Error::Duplicate(add.torrent.info_hash.to_hex()));
+        }
+        let handle = torrent::start(self.shared.clone(), add).await?;
+        self.shared
+            .torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash, handle.clone());
+        Ok(handle)
+    }
+
+    /// Stops every torrent (announcing `stopped` and writing resume records).
+    pub async fn shutdown(&self) {
+        let torrents: Vec<TorrentHandle> = self
+            .shared
+            .torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, t)| t)
+            .collect();
+        for t in torrents {
+            t.stop().await;
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = accept_one(stream, addr, &shared).await {
+                tracing::debug!(%addr, "incoming connection dropped: {e}");
+            }
+        });
+    }
+}
+
+async fn accept_one(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    shared: &Arc<SessionShared>,
+) -> std::io::Result<()> {
+    let mut buf = [0u8; wire::HANDSHAKE_LEN];
+    tokio::time::timeout(Duration::from_secs(30), stream.read_exact(&mut buf))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timeout"))??;
+    let hs = wire::Handshake::decode(&buf)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let torrent = shared
+        .torrents
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&hs.info_hash)
+        .cloned();
+    let Some(torrent) = torrent else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "unknown info-hash",
+        ));
+    };
+    let ours = wire::Handshake::new(hs.info_hash, shared.peer_id);
+    stream.write_all(&ours.encode()).await?;
+    torrent.incoming(stream, addr, hs);
+    Ok(())
+}

@@ -1,0 +1,820 @@
+//! One torrent: shared state, housekeeping, dialing, trackers, piece verification.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use metainfo::Info;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use wire::{Bitfield, Handshake};
+
+use crate::choker::{Candidate, Choker, RECHOKE_INTERVAL};
+use crate::picker::{PeerKey, Picker};
+use crate::ratelimit::RateLimiter;
+use crate::resume::{self, ResumeData};
+use crate::session::{AddTorrent, SessionShared};
+use crate::storage::{sha1_digest, Storage};
+use crate::Error;
+
+/// Strikes (shared blame for failed pieces) after which a peer is banned.
+const MAX_STRIKES: u32 = 3;
+/// How often a resume record is written while pieces keep arriving.
+const RESUME_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Where a torrent is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Hashing data found on disk.
+    Checking,
+    /// Fetching pieces.
+    Downloading,
+    /// Complete; serving others.
+    Seeding,
+    /// Stopped by an error (disk full, …).
+    Failed(String),
+    /// Stopped on request.
+    Stopped,
+}
+
+/// A snapshot of a torrent's progress and counters.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// Life-cycle state.
+    pub state: State,
+    /// Pieces in the torrent.
+    pub pieces_total: u32,
+    /// Pieces verified now.
+    pub pieces_have: u32,
+    /// Pieces found verified on disk when the torrent was added.
+    pub pieces_resumed: u32,
+    /// Pieces fetched from peers and verified in this session.
+    pub pieces_downloaded: u32,
+    /// Payload bytes received from peers (including discarded data).
+    pub bytes_downloaded: u64,
+    /// Payload bytes sent to peers.
+    pub bytes_uploaded: u64,
+    /// Bytes still missing.
+    pub bytes_left: u64,
+    /// Torrent size in bytes.
+    pub total_length: u64,
+    /// Recent download rate.
+    pub download_rate_bytes_per_s: u64,
+    /// Recent upload rate.
+    pub upload_rate_bytes_per_s: u64,
+    /// Connected peers.
+    pub peers: usize,
+    /// Pieces that failed their hash check.
+    pub hash_failures: u32,
+    /// Peers banned for sending corrupt data (`addr` and client id).
+    pub banned_peers: Vec<String>,
+}
+
+/// Commands from the torrent to one peer's task.
+#[derive(Debug)]
+pub(crate) enum PeerCmd {
+    Choke,
+    Unchoke,
+    /// Another peer delivered this block first (endgame).
+    Cancel(wire::BlockRef),
+    Disconnect,
+}
+
+/// Per-connection counters written by the peer task and read by the housekeeping task.
+#[derive(Debug, Default)]
+pub(crate) struct PeerCounters {
+    pub(crate) down: AtomicU64,
+    pub(crate) up: AtomicU64,
+    pub(crate) down_rate: AtomicU64,
+    pub(crate) up_rate: AtomicU64,
+    pub(crate) snubbed: std::sync::atomic::AtomicBool,
+}
+
+pub(crate) struct PeerEntry {
+    pub(crate) addr: SocketAddr,
+    pub(crate) peer_id: [u8; 20],
+    pub(crate) cmd: mpsc::UnboundedSender<PeerCmd>,
+    pub(crate) interested: bool,
+    pub(crate) unchoked: bool,
+    pub(crate) is_seed: bool,
+    pub(crate) counters: Arc<PeerCounters>,
+    pub(crate) connected_at: Instant,
+    last: (u64, u64),
+}
+
+/// Mutable torrent state behind one lock. Never held across an await.
+pub(crate) struct Inner {
+    pub(crate) picker: Picker,
+    pub(crate) peers: HashMap<PeerKey, PeerEntry>,
+    /// Piece indices in verification order; peers send `have` for the entries past their cursor.
+    pub(crate) completed_log: Vec<u32>,
+    banned_ids: HashSet<[u8; 20]>,
+    banned_addrs: HashSet<SocketAddr>,
+    banned_list: Vec<String>,
+    strikes: HashMap<[u8; 20], u32>,
+    candidates: VecDeque<SocketAddr>,
+    dialing: HashSet<SocketAddr>,
+    pieces_resumed: u32,
+    pieces_downloaded: u32,
+    hash_failures: u32,
+    choker: Choker,
+    rng: SmallRng,
+    resume_dirty: bool,
+    rates: (u64, u64),
+    last_totals: (u64, u64),
+    state: State,
+}
+
+impl Inner {
+    pub(crate) fn is_banned(&self, addr: &SocketAddr, peer_id: &[u8; 20]) -> bool {
+        self.banned_addrs.contains(addr) || self.banned_ids.contains(peer_id)
+    }
+
+    pub(crate) fn unchoked_count(&self) -> usize {
+        self.peers.values().filter(|p| p.unchoked).count()
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) session: Arc<SessionShared>,
+    pub(crate) info_hash: [u8; 20],
+    pub(crate) info: Arc<Info>,
+    pub(crate) storage: Arc<Storage>,
+    inner: Mutex<Inner>,
+    /// Length of `completed_log`, so peer tasks wake when a piece completes.
+    pub(crate) have_version: watch::Sender<usize>,
+    status: watch::Sender<State>,
+    pub(crate) download_limit: RateLimiter,
+    pub(crate) upload_limit: RateLimiter,
+    pub(crate) downloaded: AtomicU64,
+    pub(crate) uploaded: AtomicU64,
+    pub(crate) shutdown: watch::Sender<bool>,
+    dial_wake: tokio::sync::Notify,
+    completed_wake: tokio::sync::Notify,
+    next_key: AtomicU64,
+    resume_path: PathBuf,
+    seed_only: bool,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn next_key(&self) -> PeerKey {
+        self.next_key.fetch_add(1, Relaxed)
+    }
+
+    fn set_state(&self, s: State) {
+        self.lock().state = s.clone();
+        self.status.send_replace(s);
+    }
+
+    /// Queues peer addresses to dial.
+    pub(crate) fn add_candidates(&self, addrs: impl IntoIterator<Item = SocketAddr>) {
+        let own = self.session.listen_port;
+        let mut inner = self.lock();
+        for a in addrs {
+            let is_self = a.port() == own && (a.ip().is_loopback() || a.ip().is_unspecified());
+            if is_self || inner.banned_addrs.contains(&a) || inner.candidates.contains(&a) {
+                continue;
+            }
+            if inner.peers.values().any(|p| p.addr == a) || inner.dialing.contains(&a) {
+                continue;
+            }
+            inner.candidates.push_back(a);
+        }
+        drop(inner);
+        self.dial_wake.notify_one();
+    }
+
+    /// Verifies and stores a complete piece. Runs on a blocking thread.
+    pub(crate) fn verify_piece(self: &Arc<Self>, index: u32, data: Vec<u8>, from: Vec<PeerKey>) {
+        let ok = self
+            .info
+            .piece_hash(index)
+            .is_some_and(|h| sha1_digest(&data) == *h);
+        if ok {
+            if let Err(e) = self.storage.write_piece(index, &data) {
+                tracing::error!("{e}");
+                let mut inner = self.lock();
+                inner.picker.piece_failed(index);
+                drop(inner);
+                self.fail(format!("{e}"));
+                return;
+            }
+        }
+        let mut inner = self.lock();
+        if ok {
+            inner.picker.piece_verified(index);
+            inner.pieces_downloaded += 1;
+            inner.completed_log.push(index);
+            inner.resume_dirty = true;
+            let n = inner.completed_log.len();
+            let complete = inner.picker.is_complete();
+            drop(inner);
+            self.have_version.send_replace(n);
+            if complete {
+                tracing::info!("download complete");
+                self.completed_wake.notify_one();
+            }
+            return;
+        }
+        inner.picker.piece_failed(index);
+        inner.hash_failures += 1;
+        tracing::warn!(
+            piece = index,
+            peers = from.len(),
+            "piece failed its hash check"
+        );
+        // The sole sender of a bad piece is banned at once; shared blame accumulates strikes.
+        let sole = from.len() == 1;
+        for key in from {
+            let Some(p) = inner.peers.get(&key) else {
+                continue;
+            };
+            let (id, addr) = (p.peer_id, p.addr);
+            let strikes = inner.strikes.entry(id).or_insert(0);
+            *strikes += 1;
+            if sole || *strikes >= MAX_STRIKES {
+                tracing::warn!(%addr, "banning peer for sending corrupt data");
+                inner.banned_ids.insert(id);
+                inner.banned_addrs.insert(addr);
+                let client = String::from_utf8_lossy(&id[..8]).into_owned();
+                inner.banned_list.push(format!("{addr} {client}"));
+                if let Some(p) = inner.peers.get(&key) {
+                    let _ = p.cmd.send(PeerCmd::Disconnect);
+                }
+            }
+        }
+    }
+
+    fn fail(&self, msg: String) {
+        self.set_state(State::Failed(msg));
+        self.shutdown.send_replace(true);
+    }
+
+    fn save_resume(&self) {
+        let (pieces, dirty) = {
+            let mut inner = self.lock();
+            let dirty = std::mem::take(&mut inner.resume_dirty);
+            (inner.picker.have().clone(), dirty)
+        };
+        if !dirty {
+            return;
+        }
+        // Data first: a record must never vouch for bytes that are not durable.
+        if let Err(e) = self.storage.sync_all() {
+            tracing::warn!("cannot sync data before writing resume record: {e}");
+            self.lock().resume_dirty = true;
+            return;
+        }
+        let paths: Vec<&std::path::Path> = (0..self.info.files.len())
+            .map(|i| self.storage.path(i))
+            .collect();
+        let files = resume::file_stamps(&paths).unwrap_or_default();
+        let data = ResumeData {
+            info_hash: self.info_hash,
+            pieces,
+            files,
+        };
+        if let Err(e) = resume::save(&self.resume_path, &data) {
+            tracing::warn!(
+                "cannot write resume record {}: {e}",
+                self.resume_path.display()
+            );
+            self.lock().resume_dirty = true;
+        }
+    }
+}
+
+/// Control handle for a torrent in a session.
+#[derive(Clone)]
+pub struct TorrentHandle {
+    shared: Arc<Shared>,
+}
+
+impl TorrentHandle {
+    /// The torrent's info-hash.
+    pub fn info_hash(&self) -> [u8; 20] {
+        self.shared.info_hash
+    }
+
+    /// A snapshot of progress and counters.
+    pub fn stats(&self) -> Stats {
+        let inner = self.shared.lock();
+        Stats {
+            state: inner.state.clone(),
+            pieces_total: self.shared.info.num_pieces(),
+            pieces_have: inner.picker.have().count_ones(),
+            pieces_resumed: inner.pieces_resumed,
+            pieces_downloaded: inner.pieces_downloaded,
+            bytes_downloaded: self.shared.downloaded.load(Relaxed),
+            bytes_uploaded: self.shared.uploaded.load(Relaxed),
+            bytes_left: inner.picker.bytes_left(),
+            total_length: self.shared.info.total_length,
+            download_rate_bytes_per_s: inner.rates.0,
+            upload_rate_bytes_per_s: inner.rates.1,
+            peers: inner.peers.len(),
+            hash_failures: inner.hash_failures,
+            banned_peers: inner.banned_list.clone(),
+        }
+    }
+
+    /// Waits until every piece is verified, or returns the error that stopped the torrent.
+    pub async fn wait_complete(&self) -> Result<(), Error> {
+        let mut rx = self.shared.status.subscribe();
+        loop {
+            match &*rx.borrow_and_update() {
+                State::Seeding => return Ok(()),
+                State::Failed(e) => return Err(Error::Stopped(e.clone())),
+                State::Stopped => return Err(Error::Stopped("stopped on request".into())),
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(Error::Stopped("session ended".into()));
+            }
+        }
+    }
+
+    /// Waits until the torrent stops (error or [`TorrentHandle::stop`]).
+    pub async fn wait_stopped(&self) -> State {
+        let mut rx = self.shared.status.subscribe();
+        loop {
+            let s = rx.borrow_and_update().clone();
+            if matches!(s, State::Failed(_) | State::Stopped) {
+                return s;
+            }
+            if rx.changed().await.is_err() {
+                return State::Stopped;
+            }
+        }
+    }
+
+    /// Stops the torrent: disconnects peers, announces `stopped`, writes the resume record.
+    pub async fn stop(&self) {
+        let s = self.shared.clone();
+        if !matches!(s.lock().state, State::Failed(_)) {
+            s.set_state(State::Stopped);
+        }
+        s.shutdown.send_replace(true);
+        let _ = tokio::task::spawn_blocking(move || s.save_resume()).await;
+    }
+
+    /// Dials `addr` (in addition to tracker peers).
+    pub fn add_peer(&self, addr: SocketAddr) {
+        self.shared.add_candidates([addr]);
+    }
+
+    /// Hands over an accepted connection whose handshake named this torrent (ours is already sent).
+    pub(crate) fn incoming(&self, stream: TcpStream, addr: SocketAddr, hs: Handshake) {
+        let shared = self.shared.clone();
+        if !admit(&shared, &addr, &hs) {
+            return;
+        }
+        tokio::spawn(async move {
+            crate::peer::run(shared.clone(), stream, addr, hs).await;
+            shared.session.release_connection();
+        });
+    }
+}
+
+/// Checks limits and bans for a new connection and takes a global slot.
+fn admit(shared: &Arc<Shared>, addr: &SocketAddr, hs: &Handshake) -> bool {
+    if hs.peer_id == shared.session.peer_id {
+        return false;
+    }
+    let inner = shared.lock();
+    if inner.is_banned(addr, &hs.peer_id)
+        || inner.peers.len() >= shared.session.config.max_connections_per_torrent
+        || inner.peers.values().any(|p| p.peer_id == hs.peer_id)
+        || matches!(inner.state, State::Stopped | State::Failed(_))
+    {
+        return false;
+    }
+    drop(inner);
+    shared.session.try_connection()
+}
+
+/// Registers a peer whose handshake completed; returns its key and command receiver.
+pub(crate) fn register_peer(
+    shared: &Shared,
+    addr: SocketAddr,
+    peer_id: [u8; 20],
+    counters: Arc<PeerCounters>,
+) -> Option<(PeerKey, mpsc::UnboundedReceiver<PeerCmd>)> {
+    let mut inner = shared.lock();
+    if inner.peers.values().any(|p| p.peer_id == peer_id) || inner.is_banned(&addr, &peer_id) {
+        return None;
+    }
+    let key = shared.next_key();
+    let (tx, rx) = mpsc::unbounded_channel();
+    inner.peers.insert(
+        key,
+        PeerEntry {
+            addr,
+            peer_id,
+            cmd: tx,
+            interested: false,
+            unchoked: false,
+            is_seed: false,
+            counters,
+            connected_at: Instant::now(),
+            last: (0, 0),
+        },
+    );
+    Some((key, rx))
+}
+
+/// Checks existing data, then starts the torrent's tasks.
+pub(crate) async fn start(
+    session: Arc<SessionShared>,
+    add: AddTorrent,
+) -> Result<TorrentHandle, Error> {
+    let torrent = add.torrent;
+    let tiers = torrent.trackers();
+    let info = Arc::new(torrent.info);
+    let info_hash = torrent.info_hash.0;
+    let storage = Arc::new(Storage::new(info.clone(), &add.dir));
+    let resume_path = resume::path_for(&session.config.data_dir.join("resume"), &info_hash);
+
+    let have = {
+        let (info, storage, resume_path) = (info.clone(), storage.clone(), resume_path.clone());
+        let seed_only = add.seed_only;
+        tokio::task::spawn_blocking(move || {
+            check_existing(&info, &storage, &resume_path, info_hash, seed_only)
+        })
+        .await
+        .map_err(|e| Error::Stopped(format!("checking task failed: {e}")))??
+    };
+    let pieces_resumed = have.count_ones();
+    if add.seed_only && !have.all() {
+        return Err(Error::IncompleteData {
+            dir: add.dir.display().to_string(),
+            have: pieces_resumed,
+            total: info.num_pieces(),
+        });
+    }
+    let complete = have.all();
+    let picker = Picker::new(info.piece_length, info.total_length, have, rand::random());
+    let state = if complete {
+        State::Seeding
+    } else {
+        State::Downloading
+    };
+    let (shutdown, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        download_limit: RateLimiter::new(add.download_rate_limit),
+        upload_limit: RateLimiter::new(add.upload_rate_limit),
+        session,
+        info_hash,
+        info,
+        storage,
+        inner: Mutex::new(Inner {
+            picker,
+            peers: HashMap::new(),
+            completed_log: Vec::new(),
+            banned_ids: HashSet::new(),
+            banned_addrs: HashSet::new(),
+            banned_list: Vec::new(),
+            strikes: HashMap::new(),
+            candidates: VecDeque::new(),
+            dialing: HashSet::new(),
+            pieces_resumed,
+            pieces_downloaded: 0,
+            hash_failures: 0,
+            choker: Choker::default(),
+            rng: SmallRng::from_entropy(),
+            resume_dirty: true,
+            rates: (0, 0),
+            last_totals: (0, 0),
+            state: state.clone(),
+        }),
+        have_version: watch::channel(0).0,
+        status: watch::channel(state).0,
+        downloaded: AtomicU64::new(0),
+        uploaded: AtomicU64::new(0),
+        shutdown,
+        dial_wake: tokio::sync::Notify::new(),
+        completed_wake: tokio::sync::Notify::new(),
+        next_key: AtomicU64::new(1),
+        resume_path,
+        seed_only: add.seed_only,
+    });
+    {
+        let s = shared.clone();
+        tokio::task::spawn_blocking(move || s.save_resume());
+    }
+    tokio::spawn(housekeeping(shared.clone()));
+    tokio::spawn(dialer(shared.clone()));
+    tokio::spawn(announcer(shared.clone(), tiers));
+    shared.add_candidates(add.peers);
+    Ok(TorrentHandle { shared })
+}
+
+/// Finds which pieces are already on disk: trusts a valid resume record, hashes the rest where files
+/// already existed. Creates missing files (sparse, full length) unless only seeding.
+fn check_existing(
+    info: &Info,
+    storage: &Storage,
+    resume_path: &std::path::Path,
+    info_hash: [u8; 20],
+    seed_only: bool,
+) -> Result<Bitfield, Error> {
+    let n = info.num_pieces();
+    let before = storage.file_lengths();
+    let stamps: Option<Vec<(u64, i64)>> = before
+        .iter()
+        .zip(&info.files)
+        .map(|(l, f)| l.filter(|&l| l == f.length).map(|l| (l, 0)))
+        .collect();
+    let mut have = Bitfield::new(n);
+    if let (Some(record), Some(_)) = (resume::load(resume_path, n), stamps) {
+        let paths: Vec<&std::path::Path> = (0..info.files.len()).map(|i| storage.path(i)).collect();
+        if let Some(now) = resume::file_stamps(&paths) {
+            if let Some(trusted) = record.trusted_pieces(&info_hash, &now) {
+                have = trusted.clone();
+            }
+        }
+    }
+    // Pieces worth hashing: not vouched for, and entirely inside files that existed before we ran.
+    let to_check: Vec<u32> = (0..n)
+        .filter(|&i| !have.get(i))
+        .filter(|&i| {
+            info.piece_spans(i, 0, info.piece_size(i))
+                .all(|s| before[s.file].is_some_and(|len| len >= s.file_offset + u64::from(s.len)))
+        })
+        .collect();
+    if !to_check.is_empty() {
+        tracing::info!(pieces = to_check.len(), "checking existing data");
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .min(4);
+        let found: Vec<u32> = std::thread::scope(|s| {
+            let chunks: Vec<&[u32]> = to_check.chunks(to_check.len().div_ceil(threads)).collect();
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| {
+                    s.spawn(move || {
+                        let mut buf = Vec::new();
+                        chunk
+                            .iter()
+                            .copied()
+                            .filter(|&i| storage.check_piece(i, &mut buf))
+                            .collect::<Vec<u32>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        for i in found {
+            have.set(i, true);
+        }
+    }
+    if !seed_only {
+        storage.allocate()?;
+    }
+    Ok(have)
+}
+
+/// Rates, rechoking, resume records, seed/seed disconnects, completion.
+async fn housekeeping(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks: u64 = 0;
+    let mut last_resume = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shared.completed_wake.notified() => {
+                on_complete(&shared).await;
+                continue;
+            }
+            _ = shutdown.changed() => break,
+        }
+        ticks += 1;
+        update_rates(&shared);
+        if ticks % RECHOKE_INTERVAL.as_secs() == 1 {
+            rechoke(&shared);
+        }
+        if last_resume.elapsed() >= RESUME_INTERVAL {
+            last_resume = Instant::now();
+            let s = shared.clone();
+            let _ = tokio::task::spawn_blocking(move || s.save_resume()).await;
+        }
+        shared.dial_wake.notify_one();
+    }
+    // Final disconnect of every peer.
+    for p in shared.lock().peers.values() {
+        let _ = p.cmd.send(PeerCmd::Disconnect);
+    }
+}
+
+async fn on_complete(shared: &Arc<Shared>) {
+    let s = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || s.save_resume()).await;
+    if !matches!(shared.lock().state, State::Downloading) {
+        return;
+    }
+    shared.set_state(State::Seeding);
+    // Seeds have nothing to trade with other seeds.
+    for p in shared.lock().peers.values().filter(|p| p.is_seed) {
+        let _ = p.cmd.send(PeerCmd::Disconnect);
+    }
+}
+
+fn update_rates(shared: &Shared) {
+    let mut inner = shared.lock();
+    for p in inner.peers.values_mut() {
+        let d = p.counters.down.load(Relaxed);
+        let u = p.counters.up.load(Relaxed);
+        let (ld, lu) = p.last;
+        // Exponential average over roughly five seconds.
+        let avg = |old: u64, new: u64| (old * 4 + new) / 5;
+        p.counters
+            .down_rate
+            .store(avg(p.counters.down_rate.load(Relaxed), d - ld), Relaxed);
+        p.counters
+            .up_rate
+            .store(avg(p.counters.up_rate.load(Relaxed), u - lu), Relaxed);
+        p.last = (d, u);
+    }
+    let (d, u) = (
+        shared.downloaded.load(Relaxed),
+        shared.uploaded.load(Relaxed),
+    );
+    let (ld, lu) = inner.last_totals;
+    inner.rates = (
+        (inner.rates.0 + 2 * (d - ld)) / 3,
+        (inner.rates.1 + 2 * (u - lu)) / 3,
+    );
+    inner.last_totals = (d, u);
+}
+
+fn rechoke(shared: &Shared) {
+    let mut guard = shared.lock();
+    let inner = &mut *guard;
+    let seeding = inner.picker.is_complete();
+    let candidates: Vec<Candidate> = inner
+        .peers
+        .iter()
+        .map(|(&key, p)| Candidate {
+            key,
+            interested: p.interested,
+            down_rate_bytes_per_s: p.counters.down_rate.load(Relaxed),
+            up_rate_bytes_per_s: p.counters.up_rate.load(Relaxed),
+            snubbed: p.counters.snubbed.load(Relaxed),
+            connected_for: p.connected_at.elapsed(),
+        })
+        .collect();
+    let slots = shared.session.config.upload_slots;
+    let unchoke: HashSet<PeerKey> = inner
+        .choker
+        .rechoke(&candidates, slots, seeding, &mut inner.rng)
+        .into_iter()
+        .collect();
+    for (key, p) in inner.peers.iter_mut() {
+        let want = unchoke.contains(key);
+        if want != p.unchoked {
+            p.unchoked = want;
+            let _ = p.cmd.send(if want {
+                PeerCmd::Unchoke
+            } else {
+                PeerCmd::Choke
+            });
+        }
+    }
+}
+
+/// Dials queued candidates while limits allow.
+async fn dialer(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = shared.dial_wake.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        loop {
+            let addr = {
+                let mut inner = shared.lock();
+                let room = inner.peers.len() + inner.dialing.len()
+                    < shared.session.config.max_connections_per_torrent;
+                if !room || matches!(inner.state, State::Stopped | State::Failed(_)) {
+                    break;
+                }
+                let Some(addr) = inner.candidates.pop_front() else {
+                    break;
+                };
+                if !shared.session.try_connection() {
+                    inner.candidates.push_front(addr);
+                    break;
+                }
+                inner.dialing.insert(addr);
+                addr
+            };
+            let shared2 = shared.clone();
+            tokio::spawn(async move {
+                crate::peer::dial(shared2.clone(), addr).await;
+                shared2.lock().dialing.remove(&addr);
+                shared2.session.release_connection();
+            });
+        }
+    }
+}
+
+/// Announces to the torrent's trackers (BEP 12 tiers) until stopped.
+async fn announcer(shared: Arc<Shared>, tiers: Vec<Vec<String>>) {
+    use tracker::{AnnounceRequest, Event, TierList};
+    if tiers.iter().all(|t| t.is_empty()) {
+        return;
+    }
+    let mut list = TierList::new(tiers, &mut SmallRng::from_entropy());
+    let client = tracker::Client::new(shared.session.config.tracker.clone());
+    let key: u32 = rand::random();
+    let mut event = Event::Started;
+    let mut tracker_id: Option<String> = None;
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut status = shared.status.subscribe();
+    let mut failures: u32 = 0;
+    let mut announced_complete = shared.lock().picker.is_complete();
+    loop {
+        let req = |event: Event, tracker_id: Option<String>| AnnounceRequest {
+            info_hash: shared.info_hash,
+            peer_id: shared.session.peer_id,
+            port: shared.session.listen_port,
+            uploaded: shared.uploaded.load(Relaxed),
+            downloaded: shared.downloaded.load(Relaxed),
+            left: shared.lock().picker.bytes_left(),
+            event,
+            num_want: Some(200),
+            key,
+            tracker_id,
+        };
+        let Some(url) = list.current().map(str::to_owned) else {
+            return;
+        };
+        let wait = match client.announce(&url, &req(event, tracker_id.clone())).await {
+            Ok(resp) => {
+                list.report_success();
+                failures = 0;
+                if let Some(w) = &resp.warning {
+                    tracing::warn!(tracker = %url, "tracker warning: {w}");
+                }
+                tracing::info!(tracker = %url, peers = resp.peers.len(), "announced");
+                if resp.tracker_id.is_some() {
+                    tracker_id = resp.tracker_id.clone();
+                }
+                event = Event::None;
+                shared.add_candidates(resp.peers);
+                resp.interval
+                    .max(resp.min_interval.unwrap_or_default())
+                    .clamp(Duration::from_secs(5), Duration::from_secs(3600))
+            }
+            Err(e) => {
+                tracing::warn!(tracker = %url, "announce failed: {e}");
+                list.report_failure();
+                failures += 1;
+                // Back off only after a whole pass over the trackers failed.
+                let all = list.all().count() as u32;
+                if failures % all.max(1) != 0 {
+                    continue;
+                }
+                Duration::from_secs(5 * 2u64.pow((failures / all.max(1)).min(6)))
+            }
+        };
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                _ = shutdown.changed() => {
+                    let stop = req(Event::Stopped, tracker_id.clone());
+                    let _ = tokio::time::timeout(Duration::from_secs(5), client.announce(&url, &stop)).await;
+                    return;
+                }
+                r = status.changed() => {
+                    if r.is_err() { return; }
+                    if !announced_complete && *status.borrow() == State::Seeding {
+                        announced_complete = true;
+                        event = Event::Completed;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn is_seed_only(shared: &Shared) -> bool {
+    shared.seed_only
+}
