@@ -47,8 +47,32 @@ impl Default for Config {
 #[derive(Debug, Clone, Default)]
 pub struct Client {
     config: Config,
-    /// Tracker address → (connection id, when it was received).
-    udp_connections: Arc<Mutex<HashMap<SocketAddr, (u64, Instant)>>>,
+    udp_connections: Arc<Mutex<ConnectionCache>>,
+}
+
+/// UDP connection ids by tracker address, each with the time it was received. Time is a
+/// parameter so the expiry rule is testable without waiting a minute.
+#[derive(Debug, Default)]
+struct ConnectionCache {
+    ids: HashMap<SocketAddr, (u64, Instant)>,
+}
+
+impl ConnectionCache {
+    /// The id for `addr` if it is still usable at `now`; expired entries are dropped.
+    fn get(&mut self, addr: SocketAddr, now: Instant) -> Option<u64> {
+        self.ids.retain(|_, (_, received)| {
+            now.saturating_duration_since(*received) < CONNECTION_ID_LIFETIME
+        });
+        self.ids.get(&addr).map(|(id, _)| *id)
+    }
+
+    fn insert(&mut self, addr: SocketAddr, id: u64, received: Instant) {
+        self.ids.insert(addr, (id, received));
+    }
+
+    fn remove(&mut self, addr: SocketAddr) {
+        self.ids.remove(&addr);
+    }
 }
 
 impl Client {
@@ -144,7 +168,7 @@ impl Client {
         let mut buf = vec![0u8; UDP_RECV_BUF];
         let mut n = 0u32;
         loop {
-            let connection_id = self.cached_connection_id(addr);
+            let connection_id = self.lock_connections().get(addr, Instant::now());
             match connection_id {
                 Some(id) => socket.send(&udp::encode_announce(id, tx, req)).await?,
                 None => socket.send(&udp::encode_connect(tx)).await?,
@@ -154,7 +178,8 @@ impl Client {
                 .udp_base_timeout
                 .saturating_mul(2u32.saturating_pow(n));
             let deadline = Instant::now() + wait;
-            match recv_answer(&socket, tx, deadline, decode, &mut buf).await? {
+            let sent_connect = connection_id.is_none();
+            match recv_answer(&socket, tx, sent_connect, deadline, decode, &mut buf).await? {
                 None => {
                     n += 1;
                     if n > self.config.udp_max_retries {
@@ -165,30 +190,23 @@ impl Client {
                 Some(UdpResponse::Connect {
                     connection_id: id, ..
                 }) => {
-                    self.lock_connections().insert(addr, (id, Instant::now()));
+                    self.lock_connections().insert(addr, id, Instant::now());
                 }
                 Some(UdpResponse::Announce { resp, .. }) => return Ok(resp),
                 Some(UdpResponse::Error { message, .. }) => {
                     // The usual cause is a connection id the tracker no longer accepts.
-                    self.lock_connections().remove(&addr);
+                    self.lock_connections().remove(addr);
                     return Err(Error::TrackerFailure(message));
                 }
             }
         }
     }
 
-    fn lock_connections(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, (u64, Instant)>> {
-        // The map holds plain data; a panic elsewhere cannot leave it inconsistent.
+    fn lock_connections(&self) -> std::sync::MutexGuard<'_, ConnectionCache> {
+        // The cache holds plain data; a panic elsewhere cannot leave it inconsistent.
         self.udp_connections
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn cached_connection_id(&self, addr: SocketAddr) -> Option<u64> {
-        let mut map = self.lock_connections();
-        let now = Instant::now();
-        map.retain(|_, (_, received)| now.duration_since(*received) < CONNECTION_ID_LIFETIME);
-        map.get(&addr).map(|(id, _)| *id)
     }
 }
 
@@ -228,10 +246,13 @@ async fn http_exchange(request: &http::Request) -> Result<http::Response, Error>
     }
 }
 
-/// Waits until `deadline` for a well-formed answer carrying `tx`; other datagrams are ignored.
+/// Waits until `deadline` for a well-formed answer carrying `tx` that fits the request sent (a
+/// connect answer after a connect, an announce answer after an announce, or an error). Other
+/// datagrams, such as a late duplicate connect answer, are ignored.
 async fn recv_answer(
     socket: &UdpSocket,
     tx: u32,
+    sent_connect: bool,
     deadline: Instant,
     decode: fn(&[u8]) -> Result<UdpResponse, Error>,
     buf: &mut [u8],
@@ -242,14 +263,21 @@ async fn recv_answer(
         };
         let len = received?;
         match decode(&buf[..len]) {
-            Ok(answer) if answer.tx() == tx => return Ok(Some(answer)),
-            Ok(answer) => tracing::trace!(
-                got = answer.tx(),
-                want = tx,
-                "ignoring stale udp tracker answer"
-            ),
+            Ok(answer) if answer.tx() == tx && fits(&answer, sent_connect) => {
+                return Ok(Some(answer))
+            }
+            Ok(answer) => tracing::trace!(?answer, want = tx, "ignoring stale udp tracker answer"),
             Err(err) => tracing::debug!(%err, "ignoring malformed udp tracker packet"),
         }
+    }
+}
+
+/// Whether `answer` can be the reply to the request just sent.
+fn fits(answer: &UdpResponse, sent_connect: bool) -> bool {
+    match answer {
+        UdpResponse::Connect { .. } => sent_connect,
+        UdpResponse::Announce { .. } => !sent_connect,
+        UdpResponse::Error { .. } => true,
     }
 }
 
@@ -314,6 +342,22 @@ mod tests {
             parse_udp_url("udp://:80"),
             Err(Error::InvalidUrl { .. })
         ));
+    }
+
+    #[test]
+    fn connection_ids_expire_after_one_minute() {
+        let mut cache = ConnectionCache::default();
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let t0 = Instant::now();
+        cache.insert(a, 11, t0);
+        cache.insert(b, 22, t0 + Duration::from_secs(30));
+        assert_eq!(cache.get(a, t0 + Duration::from_millis(59_999)), Some(11));
+        assert_eq!(cache.get(a, t0 + Duration::from_secs(60)), None);
+        assert_eq!(cache.get(b, t0 + Duration::from_secs(60)), Some(22));
+        cache.remove(b);
+        assert_eq!(cache.get(b, t0 + Duration::from_secs(60)), None);
+        assert!(cache.ids.is_empty());
     }
 
     #[test]
