@@ -21,7 +21,7 @@ const CONNECTION_ID_LIFETIME: Duration = Duration::from_secs(60);
 const UDP_RECV_BUF: usize = 64 * 1024;
 
 /// Timeouts for [`Client`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Whole HTTP announce, from name resolution to the last body byte.
     pub http_timeout: Duration,
