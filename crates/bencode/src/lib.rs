@@ -96,7 +96,10 @@ impl<'a> Dict<'a> {
 
     /// The value under `key`.
     pub fn get(&self, key: &[u8]) -> Option<&Value<'a>> {
-        self.entries.iter().find(|(k, _)| k.as_ref() == key).map(|(_, v)| v)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.as_ref() == key)
+            .map(|(_, v)| v)
     }
 
     /// Inserts or replaces `key`.
@@ -223,7 +226,10 @@ struct Decoder<'a> {
 
 impl<'a> Decoder<'a> {
     fn peek(&self) -> Result<u8, Error> {
-        self.buf.get(self.pos).copied().ok_or(Error::Truncated(self.pos))
+        self.buf
+            .get(self.pos)
+            .copied()
+            .ok_or(Error::Truncated(self.pos))
     }
 
     fn value(&mut self, depth: usize) -> Result<Value<'a>, Error> {
@@ -247,7 +253,10 @@ impl<'a> Decoder<'a> {
                     items.push(self.value(depth + 1)?);
                 }
                 self.pos += 1;
-                Ok(Value::List(List { items, raw: Some(&self.buf[start..self.pos]) }))
+                Ok(Value::List(List {
+                    items,
+                    raw: Some(&self.buf[start..self.pos]),
+                }))
             }
             b'd' => {
                 self.pos += 1;
@@ -265,9 +274,15 @@ impl<'a> Decoder<'a> {
                     entries.push((Cow::Borrowed(key), v));
                 }
                 self.pos += 1;
-                Ok(Value::Dict(Dict { entries, raw: Some(&self.buf[start..self.pos]) }))
+                Ok(Value::Dict(Dict {
+                    entries,
+                    raw: Some(&self.buf[start..self.pos]),
+                }))
             }
-            byte => Err(Error::Unexpected { offset: start, byte }),
+            byte => Err(Error::Unexpected {
+                offset: start,
+                byte,
+            }),
         }
     }
 
@@ -290,7 +305,9 @@ impl<'a> Decoder<'a> {
         {
             return Err(Error::BadLength(start));
         }
-        let len = digits.iter().fold(0usize, |n, &d| n.saturating_mul(10).saturating_add(usize::from(d - b'0')));
+        let len = digits.iter().fold(0usize, |n, &d| {
+            n.saturating_mul(10).saturating_add(usize::from(d - b'0'))
+        });
         let body = colon + 1;
         if len > self.buf.len() - body {
             return Err(Error::BadLength(start));
@@ -316,7 +333,11 @@ fn parse_int(s: &[u8]) -> Option<i64> {
     for &d in digits {
         let d = i64::from(d - b'0');
         n = n.checked_mul(10)?;
-        n = if neg { n.checked_sub(d)? } else { n.checked_add(d)? };
+        n = if neg {
+            n.checked_sub(d)?
+        } else {
+            n.checked_add(d)?
+        };
     }
     Some(n)
 }
@@ -338,7 +359,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_integers() {
-        for bad in [&b"i-0e"[..], b"i03e", b"ie", b"i-e", b"i9223372036854775808e", b"i1x2e", b"i12"] {
+        for bad in [
+            &b"i-0e"[..],
+            b"i03e",
+            b"ie",
+            b"i-e",
+            b"i9223372036854775808e",
+            b"i1x2e",
+            b"i12",
+        ] {
             assert!(decode(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
     }
@@ -357,7 +386,13 @@ mod tests {
         assert_eq!(decode(b"di1ei2ee"), Err(Error::KeyNotString(1)));
         assert_eq!(decode(b"d1:ai1e1:ai2ee"), Err(Error::DuplicateKey(7)));
         assert_eq!(decode(b"i1ei2e"), Err(Error::Trailing(3)));
-        assert_eq!(decode(b"x"), Err(Error::Unexpected { offset: 0, byte: b'x' }));
+        assert_eq!(
+            decode(b"x"),
+            Err(Error::Unexpected {
+                offset: 0,
+                byte: b'x'
+            })
+        );
         let deep = [vec![b'l'; MAX_DEPTH + 2], vec![b'e'; MAX_DEPTH + 2]].concat();
         assert_eq!(decode(&deep), Err(Error::TooDeep));
     }
@@ -382,7 +417,10 @@ mod tests {
     #[test]
     fn round_trips_nested_values() {
         let mut d = Dict::new();
-        d.insert(&b"list"[..], Value::List(List::new(vec![Value::Int(-1), Value::bytes(b"x")])));
+        d.insert(
+            &b"list"[..],
+            Value::List(List::new(vec![Value::Int(-1), Value::bytes(b"x")])),
+        );
         d.insert(&b"a"[..], Value::Int(7));
         let bytes = Value::Dict(d).encode_to_vec();
         assert_eq!(bytes, b"d1:ai7e4:listli-1e1:xee");

@@ -381,16 +381,14 @@ impl Picker {
         }
     }
 
-    /// Takes a complete piece's data and the peers that delivered it, marking it as verifying.
+    /// Takes a complete piece's data and, per block, the peer that delivered it; marks it as verifying.
     pub fn take_complete(&mut self, index: u32) -> Option<(Vec<u8>, Vec<PeerKey>)> {
         let p = self.partial.get(&index)?;
         if p.received as usize != p.blocks.len() {
             return None;
         }
         let p = self.partial.remove(&index)?;
-        let mut from: Vec<PeerKey> = p.blocks.iter().map(|b| b.from).collect();
-        from.sort_unstable();
-        from.dedup();
+        let from: Vec<PeerKey> = p.blocks.iter().map(|b| b.from).collect();
         self.verifying.set(index, true);
         Some((p.buf, from))
     }
@@ -533,7 +531,7 @@ mod tests {
         );
         let (buf, from) = p.take_complete(0).unwrap();
         assert_eq!(buf.len(), (2 * BLOCK_SIZE - 100) as usize);
-        assert_eq!(from, vec![1, 2]);
+        assert_eq!(from, vec![2, 1], "sender of each block");
     }
 
     #[test]

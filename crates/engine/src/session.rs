@@ -51,7 +51,12 @@ impl Default for Config {
             upload_slots: 8,
             download_rate_limit: 0,
             upload_rate_limit: 0,
-            tracker: tracker::Config::default(),
+            // BEP 15's eight retries take about two hours; give up on a silent UDP tracker after
+            // about four minutes and try the next one instead.
+            tracker: tracker::Config {
+                udp_max_retries: 3,
+                ..tracker::Config::default()
+            },
         }
     }
 }

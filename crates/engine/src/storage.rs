@@ -31,16 +31,23 @@ pub struct Storage {
     info: std::sync::Arc<Info>,
     paths: Vec<PathBuf>,
     files: Vec<OnceLock<File>>,
+    writable: bool,
 }
 
 impl Storage {
-    /// Storage for `info` rooted at `dir`. Opens nothing yet.
-    pub fn new(info: std::sync::Arc<Info>, dir: &Path) -> Self {
+    /// Storage for `info` rooted at `dir`. Opens nothing yet; read-only storage (for seeding) never
+    /// creates or changes a file.
+    pub fn new(info: std::sync::Arc<Info>, dir: &Path, writable: bool) -> Self {
         let paths: Vec<PathBuf> = (0..info.files.len())
             .map(|i| dir.join(info.file_path(i)))
             .collect();
         let files = paths.iter().map(|_| OnceLock::new()).collect();
-        Self { info, paths, files }
+        Self {
+            info,
+            paths,
+            files,
+            writable,
+        }
     }
 
     /// Path of file `i` on disk.
@@ -51,7 +58,7 @@ impl Storage {
     /// Creates every file (and its directories) at its final length, sparse. Existing data is kept.
     pub fn allocate(&self) -> Result<(), StorageError> {
         for i in 0..self.paths.len() {
-            let f = self.open(i, true)?;
+            let f = self.open(i)?;
             let want = self.info.files[i].length;
             let have = f.metadata().map_err(|e| self.err("stat", i, e))?.len();
             if have != want {
@@ -77,11 +84,12 @@ impl Storage {
         }
     }
 
-    fn open(&self, i: usize, create: bool) -> Result<&File, StorageError> {
+    fn open(&self, i: usize) -> Result<&File, StorageError> {
         if let Some(f) = self.files[i].get() {
             return Ok(f);
         }
         let path = &self.paths[i];
+        let create = self.writable;
         if create {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)
@@ -103,7 +111,7 @@ impl Storage {
     pub fn write_piece(&self, index: u32, data: &[u8]) -> Result<(), StorageError> {
         let mut done = 0usize;
         for span in self.info.piece_spans(index, 0, data.len() as u32) {
-            let f = self.open(span.file, true)?;
+            let f = self.open(span.file)?;
             let chunk = &data[done..done + span.len as usize];
             f.write_all_at(chunk, span.file_offset)
                 .map_err(|e| self.err("write", span.file, e))?;
@@ -116,7 +124,7 @@ impl Storage {
     pub fn read(&self, index: u32, begin: u32, buf: &mut [u8]) -> Result<(), StorageError> {
         let mut done = 0usize;
         for span in self.info.piece_spans(index, begin, buf.len() as u32) {
-            let f = self.open(span.file, false)?;
+            let f = self.open(span.file)?;
             let chunk = &mut buf[done..done + span.len as usize];
             f.read_exact_at(chunk, span.file_offset)
                 .map_err(|e| self.err("read", span.file, e))?;

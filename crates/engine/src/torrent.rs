@@ -23,8 +23,8 @@ use crate::session::{AddTorrent, SessionShared};
 use crate::storage::{sha1_digest, Storage};
 use crate::Error;
 
-/// Strikes (shared blame for failed pieces) after which a peer is banned.
-const MAX_STRIKES: u32 = 3;
+/// Longest we wait for one tracker before trying the next.
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often a resume record is written while pieces keep arriving.
 const RESUME_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -96,6 +96,13 @@ pub(crate) struct PeerCounters {
     pub(crate) snubbed: std::sync::atomic::AtomicBool,
 }
 
+/// Who sent a block of a piece that failed, kept beyond the connection's life.
+#[derive(Debug, Clone, Copy)]
+struct Suspect {
+    peer_id: [u8; 20],
+    addr: SocketAddr,
+}
+
 pub(crate) struct PeerEntry {
     pub(crate) addr: SocketAddr,
     pub(crate) peer_id: [u8; 20],
@@ -117,7 +124,9 @@ pub(crate) struct Inner {
     banned_ids: HashSet<[u8; 20]>,
     banned_addrs: HashSet<SocketAddr>,
     banned_list: Vec<String>,
-    strikes: HashMap<[u8; 20], u32>,
+    /// Failed pieces with several senders: per block, who sent it and the hash of what they sent.
+    /// When the piece later verifies, senders of blocks that differ from the good data are banned.
+    suspects: HashMap<u32, Vec<(Suspect, [u8; 20])>>,
     candidates: VecDeque<SocketAddr>,
     dialing: HashSet<SocketAddr>,
     pieces_resumed: u32,
@@ -195,6 +204,10 @@ impl Shared {
     }
 
     /// Verifies and stores a complete piece. Runs on a blocking thread.
+    ///
+    /// `from` names the sender of each block. A failed piece sent by one peer bans that peer; a failed
+    /// piece with several senders is remembered block by block, and once the piece verifies (it is
+    /// re-downloaded from a single peer) the senders of blocks that differ from the good data are banned.
     pub(crate) fn verify_piece(self: &Arc<Self>, index: u32, data: Vec<u8>, from: Vec<PeerKey>) {
         let ok = self
             .info
@@ -203,19 +216,30 @@ impl Shared {
         if ok {
             if let Err(e) = self.storage.write_piece(index, &data) {
                 tracing::error!("{e}");
-                let mut inner = self.lock();
-                inner.picker.piece_failed(index);
-                drop(inner);
+                self.lock().picker.piece_failed(index);
                 self.fail(format!("{e}"));
                 return;
             }
         }
+        let block_hashes = |data: &[u8]| -> Vec<[u8; 20]> {
+            data.chunks(wire::BLOCK_SIZE as usize)
+                .map(sha1_digest)
+                .collect()
+        };
         let mut inner = self.lock();
         if ok {
             inner.picker.piece_verified(index);
             inner.pieces_downloaded += 1;
             inner.completed_log.push(index);
             inner.resume_dirty = true;
+            if let Some(suspects) = inner.suspects.remove(&index) {
+                let good = block_hashes(&data);
+                for ((who, hash), good) in suspects.iter().zip(&good) {
+                    if hash != good {
+                        self.ban(&mut inner, *who);
+                    }
+                }
+            }
             let n = inner.completed_log.len();
             let complete = inner.picker.is_complete();
             drop(inner);
@@ -228,30 +252,49 @@ impl Shared {
         }
         inner.picker.piece_failed(index);
         inner.hash_failures += 1;
+        let senders: Vec<Option<Suspect>> = from
+            .iter()
+            .map(|k| {
+                inner.peers.get(k).map(|p| Suspect {
+                    peer_id: p.peer_id,
+                    addr: p.addr,
+                })
+            })
+            .collect();
+        let mut distinct = from.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
         tracing::warn!(
             piece = index,
-            peers = from.len(),
+            senders = distinct.len(),
             "piece failed its hash check"
         );
-        // The sole sender of a bad piece is banned at once; shared blame accumulates strikes.
-        let sole = from.len() == 1;
-        for key in from {
-            let Some(p) = inner.peers.get(&key) else {
-                continue;
-            };
-            let (id, addr) = (p.peer_id, p.addr);
-            let strikes = inner.strikes.entry(id).or_insert(0);
-            *strikes += 1;
-            if sole || *strikes >= MAX_STRIKES {
-                tracing::warn!(%addr, "banning peer for sending corrupt data");
-                inner.banned_ids.insert(id);
-                inner.banned_addrs.insert(addr);
-                let client = String::from_utf8_lossy(&id[..8]).into_owned();
-                inner.banned_list.push(format!("{addr} {client}"));
-                if let Some(p) = inner.peers.get(&key) {
-                    let _ = p.cmd.send(PeerCmd::Disconnect);
-                }
+        if let [_] = distinct[..] {
+            if let Some(Some(who)) = senders.first() {
+                self.ban(&mut inner, *who);
             }
+        } else {
+            let hashes = block_hashes(&data);
+            let record: Option<Vec<(Suspect, [u8; 20])>> = senders
+                .into_iter()
+                .zip(hashes)
+                .map(|(s, h)| s.map(|s| (s, h)))
+                .collect();
+            if let Some(record) = record {
+                inner.suspects.insert(index, record);
+            }
+        }
+    }
+
+    fn ban(&self, inner: &mut Inner, who: Suspect) {
+        if inner.banned_ids.insert(who.peer_id) {
+            tracing::warn!(addr = %who.addr, "banning peer for sending corrupt data");
+            inner.banned_addrs.insert(who.addr);
+            let client = String::from_utf8_lossy(&who.peer_id[..8]).into_owned();
+            inner.banned_list.push(format!("{} {client}", who.addr));
+        }
+        for p in inner.peers.values().filter(|p| p.peer_id == who.peer_id) {
+            let _ = p.cmd.send(PeerCmd::Disconnect);
         }
     }
 
@@ -441,7 +484,7 @@ pub(crate) async fn start(
     let tiers = torrent.trackers();
     let info = Arc::new(torrent.info);
     let info_hash = torrent.info_hash.0;
-    let storage = Arc::new(Storage::new(info.clone(), &add.dir));
+    let storage = Arc::new(Storage::new(info.clone(), &add.dir, !add.seed_only));
     let resume_path = resume::path_for(&session.config.data_dir.join("resume"), &info_hash);
 
     let have = {
@@ -483,7 +526,7 @@ pub(crate) async fn start(
             banned_ids: HashSet::new(),
             banned_addrs: HashSet::new(),
             banned_list: Vec::new(),
-            strikes: HashMap::new(),
+            suspects: HashMap::new(),
             candidates: VecDeque::new(),
             dialing: HashSet::new(),
             pieces_resumed,
@@ -763,7 +806,13 @@ async fn announcer(shared: Arc<Shared>, tiers: Vec<Vec<String>>) {
         let Some(url) = list.current().map(str::to_owned) else {
             return;
         };
-        let wait = match client.announce(&url, &req(event, tracker_id.clone())).await {
+        let request = req(event, tracker_id.clone());
+        let result =
+            match tokio::time::timeout(ANNOUNCE_TIMEOUT, client.announce(&url, &request)).await {
+                Ok(r) => r,
+                Err(_) => Err(tracker::Error::HttpTimeout(ANNOUNCE_TIMEOUT)),
+            };
+        let wait = match result {
             Ok(resp) => {
                 list.report_success();
                 failures = 0;
