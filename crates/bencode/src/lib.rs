@@ -16,6 +16,8 @@
 //! assert_eq!(v.encode_to_vec(), b"d3:cow3:moo4:spaml1:a1:bee");
 //! ```
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 use std::borrow::Cow;
 
 mod encode;

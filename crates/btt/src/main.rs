@@ -18,6 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use engine::{AddTorrent, Config, Session, Stats, TorrentHandle};
 use metainfo::Torrent;
 
+mod demo;
 mod progress;
 
 #[derive(Parser)]
@@ -37,6 +38,21 @@ enum Command {
     Download(DownloadArgs),
     /// Check existing data and seed it until stopped.
     Seed(SeedArgs),
+    /// Self-contained run: create a torrent of generated data, seed it and download it over 127.0.0.1.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Size of the generated data in MiB.
+    #[arg(long, env = "BTT_DEMO_SIZE_MB", default_value_t = 256)]
+    size_mb: u64,
+    /// Piece size in bytes (default: chosen by size).
+    #[arg(long, env = "BTT_PIECE_SIZE")]
+    piece_size: Option<u32>,
+    /// Keep the generated files instead of deleting them.
+    #[arg(long, env = "BTT_DEMO_KEEP")]
+    keep: bool,
 }
 
 #[derive(Args)]
@@ -143,6 +159,9 @@ fn main() -> ExitCode {
         Command::Info(a) => info(a),
         Command::Download(a) => runtime().and_then(|rt| rt.block_on(download(a))),
         Command::Seed(a) => runtime().and_then(|rt| rt.block_on(seed(a))),
+        Command::Demo(a) => {
+            runtime().and_then(|rt| rt.block_on(demo::run(a.size_mb, a.piece_size, a.keep)))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -356,7 +375,7 @@ fn summary_json(handle: &TorrentHandle, s: &Stats, elapsed: Duration) -> serde_j
 }
 
 /// Shows progress until the torrent completes (Ok) or fails (Err).
-async fn watch_progress(handle: &TorrentHandle, log_interval_s: u64) -> Result<()> {
+pub(crate) async fn watch_progress(handle: &TorrentHandle, log_interval_s: u64) -> Result<()> {
     let terminal = std::io::stderr().is_terminal();
     let period = if terminal {
         Duration::from_millis(250)

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use metainfo::create::{default_piece_length, Builder};
 use metainfo::Torrent;
 
+/// A file inside the torrent: path components below the torrent's name, and length.
+type FileSpec = (Vec<String>, u64);
+
 /// Options for [`create_torrent`].
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -87,7 +90,7 @@ pub fn create_torrent(path: &Path, opts: &CreateOptions) -> Result<Torrent, Crea
         .and_then(|n| n.to_str())
         .ok_or_else(|| CreateError::Input(format!("{} has no usable file name", path.display())))?
         .to_owned();
-    let (specs, sources): (Vec<(Vec<String>, u64)>, Vec<(PathBuf, u64)>) = if meta.is_dir() {
+    let (specs, sources): (Vec<FileSpec>, Vec<(PathBuf, u64)>) = if meta.is_dir() {
         let files = walk(path)?;
         if files.is_empty() {
             return Err(CreateError::Input(format!(

@@ -23,6 +23,8 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod choker;
 pub mod create;
 mod peer;
