@@ -449,9 +449,9 @@ class Tracker:
     the tracker starts; ``start`` takes the info-hashes it may serve.
     """
 
-    def __init__(self, swarm: "Swarm"):
+    def __init__(self, swarm: "Swarm", port: Optional[int] = None):
         self.swarm = swarm
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/announce"
         self.dir = swarm.dir / f"tracker-{self.port}"
         self.proc: Optional[Proc] = None
@@ -480,6 +480,12 @@ class Tracker:
 
         wait_until(up, timeout_s, f"opentracker to accept connections on port {self.port}", self.proc.logs)
         return self
+
+    def stop(self) -> None:
+        """Stops opentracker (it forgets every peer); ``start`` may be called again."""
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
 
     def announce(self, info_hash: str, port: int, left: int = 0,
                  peer_id: bytes = b"-XX0000-harness00000") -> dict:
@@ -525,6 +531,33 @@ class Tracker:
 # --------------------------------------------------------------------------
 # libtorrent (in-process)
 # --------------------------------------------------------------------------
+
+
+def lt_settings(port: int) -> dict:
+    """libtorrent session settings for a loopback swarm (shared with the benchmark's peer script).
+
+    Listen on 127.0.0.1 only; DHT, local peer discovery, UPnP and NAT-PMP
+    off; encryption disabled; uTP off (far slower than TCP over loopback);
+    several connections from one IP allowed (every peer is 127.0.0.1).
+    Everything else is libtorrent's default.
+    """
+    cat = lt.alert.category_t
+    mask = (cat.error_notification | cat.status_notification | cat.storage_notification
+            | cat.tracker_notification | cat.connect_notification | cat.peer_notification)
+    return {
+        "listen_interfaces": f"127.0.0.1:{port}",
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
+        "out_enc_policy": int(lt.enc_policy.disabled),
+        "in_enc_policy": int(lt.enc_policy.disabled),
+        "allow_multiple_connections_per_ip": True,
+        "alert_mask": int(mask),
+        "user_agent": "btt-interop-harness",
+    }
 
 
 class LtTorrent:
@@ -576,12 +609,7 @@ class LtTorrent:
 
 
 class LtSession:
-    """An in-process libtorrent peer listening on 127.0.0.1 only.
-
-    DHT, local peer discovery, UPnP and NAT-PMP are off, encryption is
-    disabled, uTP is off (it is far slower than TCP over loopback) and
-    several connections from one IP are allowed (every peer is 127.0.0.1).
-    """
+    """An in-process libtorrent peer with ``lt_settings``."""
 
     def __init__(self, swarm: "Swarm", name: str = "libtorrent", port: Optional[int] = None):
         self.swarm = swarm
@@ -592,25 +620,7 @@ class LtSession:
         self.flushed: set = set()
         self.checked: set = set()
         self.torrents: list[LtTorrent] = []
-        cat = lt.alert.category_t
-        mask = (cat.error_notification | cat.status_notification | cat.storage_notification
-                | cat.tracker_notification | cat.connect_notification | cat.peer_notification)
-        settings = {
-            "listen_interfaces": f"127.0.0.1:{self.port}",
-            "outgoing_interfaces": "",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "enable_outgoing_utp": False,
-            "enable_incoming_utp": False,
-            "out_enc_policy": int(lt.enc_policy.disabled),
-            "in_enc_policy": int(lt.enc_policy.disabled),
-            "allow_multiple_connections_per_ip": True,
-            "alert_mask": int(mask),
-            "user_agent": "btt-interop-harness",
-        }
-        self.session = lt.session(settings)
+        self.session = lt.session(lt_settings(self.port))
         self._log = open(self.log_path, "w")
         # A thread drains alerts as they come so the log's times are right
         # even while the test is busy waiting on another program.
@@ -733,14 +743,18 @@ class Aria2:
         proc.port = port
         return proc
 
+    def download_argv(self, torrent: Path, save_path: Path, port: int, log_name: str) -> list[str]:
+        """The aria2c command line of a download that exits 0 once complete (for the benchmark too)."""
+        argv = self._argv(log_name, torrent, save_path, port)
+        argv[1:1] = ["--seed-time=0", "--bt-stop-timeout=180"]
+        return argv
+
     def download(self, torrent: Path, save_path: Path, port: Optional[int] = None) -> Proc:
         """Starts a download into ``save_path``; the process exits 0 once it is complete."""
         port = port or free_port()
         name = f"aria2-get-{port}"
-        argv = self._argv(name, torrent, save_path, port)
-        argv[1:1] = ["--seed-time=0", "--bt-stop-timeout=180"]
         save_path.mkdir(parents=True, exist_ok=True)
-        proc = self.swarm.spawn(name, argv)
+        proc = self.swarm.spawn(name, self.download_argv(torrent, save_path, port, name))
         proc.port = port
         return proc
 
@@ -1069,12 +1083,18 @@ class Swarm:
         self._btt: Optional[Btt] = None
 
     def spawn(self, name: str, argv: list, env: Optional[dict] = None) -> Proc:
-        proc = Proc(name, argv, self.dir, env=env)
+        """Starts ``argv`` with its output in ``<name>.stdout``/``.stderr`` (names made unique)."""
+        taken = {p.name for p in self.procs}
+        unique, n = name, 1
+        while unique in taken:
+            n += 1
+            unique = f"{name}-{n}"
+        proc = Proc(unique, argv, self.dir, env=env)
         self.procs.append(proc)
         return proc
 
-    def tracker(self) -> Tracker:
-        return Tracker(self)
+    def tracker(self, port: Optional[int] = None) -> Tracker:
+        return Tracker(self, port)
 
     def libtorrent(self, name: str = "libtorrent") -> LtSession:
         session = LtSession(self, name=name)
