@@ -479,6 +479,15 @@ class Tracker:
             return port_accepts(self.port)
 
         wait_until(up, timeout_s, f"opentracker to accept connections on port {self.port}", self.proc.logs)
+
+        # The whitelist is loaded by a thread of its own, possibly after the
+        # port opens; a refused first announce would stall a client for a
+        # whole retry interval. A `stopped` announce registers no peer.
+        def whitelisted() -> bool:
+            self.proc.check_running()
+            return all("failure reason" not in self.announce(h, port=1, event="stopped") for h in hashes)
+
+        wait_until(whitelisted, timeout_s, "opentracker to load its whitelist", self.proc.logs)
         return self
 
     def stop(self) -> None:
@@ -487,11 +496,13 @@ class Tracker:
             self.proc.stop()
             self.proc = None
 
-    def announce(self, info_hash: str, port: int, left: int = 0,
+    def announce(self, info_hash: str, port: int, left: int = 0, event: str = "",
                  peer_id: bytes = b"-XX0000-harness00000") -> dict:
         """One HTTP announce as a peer on 127.0.0.1:``port``; returns the decoded reply (keys as str)."""
-        query = urllib.parse.urlencode({"peer_id": peer_id, "port": port, "uploaded": 0, "downloaded": 0,
-                                        "left": left, "compact": 1})
+        fields = {"peer_id": peer_id, "port": port, "uploaded": 0, "downloaded": 0, "left": left, "compact": 1}
+        if event:
+            fields["event"] = event
+        query = urllib.parse.urlencode(fields)
         url = f"{self.url}?info_hash={urllib.parse.quote_from_bytes(bytes.fromhex(info_hash))}&{query}"
         with urllib.request.urlopen(url, timeout=5) as resp:
             reply = bdecode(resp.read())
