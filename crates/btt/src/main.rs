@@ -180,8 +180,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn load_torrent(path: &Path) -> Result<Torrent> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // The metainfo error already names its cause; adding it as context would print it twice.
     Torrent::from_bytes(&bytes)
-        .with_context(|| format!("{} is not a valid torrent", path.display()))
+        .map_err(|e| anyhow::anyhow!("{} is not a valid torrent: {e}", path.display()))
 }
 
 fn create(a: CreateArgs) -> Result<()> {

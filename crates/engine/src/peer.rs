@@ -579,6 +579,9 @@ impl Conn {
         for b in self.outstanding.drain(..) {
             inner.picker.release(self.key, b);
         }
+        if self.peer_bits.all() {
+            inner.seeds.insert(self.addr);
+        }
         inner.peers.remove(&self.key);
     }
 }

@@ -25,6 +25,10 @@ use crate::Error;
 
 /// Longest we wait for one tracker before trying the next.
 const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Outgoing connections to one address tried this often before it is dropped from the list; the
+/// wait doubles from [`REDIAL_BASE`] each time (5 s … 2.7 min).
+const MAX_REDIALS: u32 = 6;
+const REDIAL_BASE: Duration = Duration::from_secs(5);
 /// How often a resume record is written while pieces keep arriving.
 const RESUME_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -129,6 +133,11 @@ pub(crate) struct Inner {
     suspects: HashMap<u32, Vec<(Suspect, [u8; 20])>>,
     candidates: VecDeque<SocketAddr>,
     dialing: HashSet<SocketAddr>,
+    /// Addresses to dial again after a failed or dropped outgoing connection: attempts so far and
+    /// when to try next (`None` while a dial is under way).
+    redial: HashMap<SocketAddr, (u32, Option<Instant>)>,
+    /// Addresses of peers seen to have every piece (no use dialling them once we are complete).
+    pub(crate) seeds: HashSet<SocketAddr>,
     pieces_resumed: u32,
     pieces_downloaded: u32,
     hash_failures: u32,
@@ -529,6 +538,8 @@ pub(crate) async fn start(
             suspects: HashMap::new(),
             candidates: VecDeque::new(),
             dialing: HashSet::new(),
+            redial: HashMap::new(),
+            seeds: HashSet::new(),
             pieces_resumed,
             pieces_downloaded: 0,
             hash_failures: 0,
@@ -655,6 +666,19 @@ async fn housekeeping(shared: Arc<Shared>) {
             let s = shared.clone();
             let _ = tokio::task::spawn_blocking(move || s.save_resume()).await;
         }
+        let due: Vec<SocketAddr> = {
+            let mut inner = shared.lock();
+            let now = Instant::now();
+            let mut due = Vec::new();
+            for (addr, (_, at)) in inner.redial.iter_mut() {
+                if at.is_some_and(|t| t <= now) {
+                    *at = None;
+                    due.push(*addr);
+                }
+            }
+            due
+        };
+        shared.add_candidates(due);
         shared.dial_wake.notify_one();
     }
     // Final disconnect of every peer.
@@ -768,11 +792,33 @@ async fn dialer(shared: Arc<Shared>) {
             let shared2 = shared.clone();
             tokio::spawn(async move {
                 crate::peer::dial(shared2.clone(), addr).await;
-                shared2.lock().dialing.remove(&addr);
+                schedule_redial(&shared2, addr);
                 shared2.session.release_connection();
             });
         }
     }
+}
+
+/// Called when an outgoing connection to `addr` ends (failed or dropped): dial it again later unless
+/// it is banned, the torrent stopped, it is a seed and we are complete, or it failed too often.
+fn schedule_redial(shared: &Shared, addr: SocketAddr) {
+    let mut inner = shared.lock();
+    inner.dialing.remove(&addr);
+    let useless = inner.banned_addrs.contains(&addr)
+        || matches!(inner.state, State::Stopped | State::Failed(_))
+        || (inner.picker.is_complete() && inner.seeds.contains(&addr));
+    let attempts = inner.redial.get(&addr).map_or(0, |r| r.0);
+    if useless || attempts >= MAX_REDIALS {
+        inner.redial.remove(&addr);
+        return;
+    }
+    inner.redial.insert(
+        addr,
+        (
+            attempts + 1,
+            Some(Instant::now() + REDIAL_BASE * 2u32.pow(attempts)),
+        ),
+    );
 }
 
 /// Announces to the torrent's trackers (BEP 12 tiers) until stopped.

@@ -149,3 +149,42 @@ async fn seeding_incomplete_data_is_refused() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_peer_is_dialled_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let payload = data(300_000, 21);
+    let torrent = make_torrent(
+        &tmp.path().join("src"),
+        "f.bin",
+        &[("f", &payload)],
+        16 * 1024,
+    );
+
+    // Something that accepts and hangs up at once sits on the port first.
+    let rude = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = rude.local_addr().unwrap();
+    let leech = Session::start(config(&tmp.path().join("d"))).await.unwrap();
+    let mut add = AddTorrent::new(torrent.clone(), tmp.path().join("dl"));
+    add.peers = vec![addr];
+    let h = leech.add_torrent(add).await.unwrap();
+    let (conn, _) = tokio::time::timeout(Duration::from_secs(10), rude.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    drop(conn);
+    drop(rude);
+
+    // Then a real seeder takes the port; the leecher comes back on its own.
+    let mut cfg = config(&tmp.path().join("d1"));
+    cfg.listen = addr;
+    let seeder = Session::start(cfg).await.unwrap();
+    let mut add = AddTorrent::new(torrent.clone(), tmp.path().join("src"));
+    add.seed_only = true;
+    seeder.add_torrent(add).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), h.wait_complete())
+        .await
+        .unwrap()
+        .unwrap();
+    same_files(&tmp.path().join("src"), &tmp.path().join("dl"), &torrent);
+}
