@@ -41,6 +41,8 @@ const KEEPALIVE: Duration = Duration::from_secs(90);
 const ALLOWED_FAST: usize = 10;
 /// Largest request we serve.
 const MAX_REQUEST_LEN: u32 = 128 * 1024;
+/// Complete pieces waiting for their hash check (and write) before peers stop requesting more.
+const MAX_VERIFYING: usize = 16;
 /// Bytes of blocks the writer reads and sends in one batch.
 const UPLOAD_BATCH_BYTES: usize = 256 * 1024;
 
@@ -531,6 +533,10 @@ impl Conn {
         self.picks.clear();
         let allowed = self.peer_choking.then_some(&self.allowed_fast_in[..]);
         let mut inner = self.shared.lock();
+        if inner.picker.verifying_count() >= MAX_VERIFYING {
+            // Hashing or the disk is behind: stop fetching until they catch up (bounds memory).
+            return;
+        }
         inner
             .picker
             .pick(self.key, &self.peer_bits, room, allowed, &mut self.picks);

@@ -18,6 +18,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use wire::{Bitfield, BlockRef, BLOCK_SIZE};
 
+use crate::storage::PieceBuf;
+
 /// Connection-unique peer identifier inside one torrent. Zero is never used.
 pub type PeerKey = u64;
 
@@ -48,7 +50,7 @@ impl Block {
 struct Partial {
     blocks: Vec<Block>,
     received: u32,
-    buf: Vec<u8>,
+    buf: Option<PieceBuf>,
     /// On parole: only this peer may download the piece (0 = not yet claimed).
     parole_owner: Option<PeerKey>,
 }
@@ -80,7 +82,15 @@ pub struct Picker {
     partial: HashMap<u32, Partial>,
     parole: HashMap<u32, ()>,
     rng: SmallRng,
+    /// Pieces taken by [`Picker::take_complete`] and not yet verified or failed.
+    verifying_count: usize,
+    /// Piece buffers returned by [`Picker::recycle`]. Reusing them keeps the allocator from
+    /// scattering megabyte buffers over per-thread arenas (the blocking threads that hash them).
+    spare_buffers: Vec<PieceBuf>,
 }
+
+/// Piece buffers kept for reuse.
+const SPARE_BUFFERS: usize = 32;
 
 impl Picker {
     /// A picker for a torrent of `num_pieces` pieces of `piece_length` bytes (the last may be shorter).
@@ -96,6 +106,8 @@ impl Picker {
             partial: HashMap::new(),
             parole: HashMap::new(),
             rng: SmallRng::seed_from_u64(seed),
+            verifying_count: 0,
+            spare_buffers: Vec::new(),
         }
     }
 
@@ -205,7 +217,7 @@ impl Picker {
                 Partial {
                     blocks,
                     received: 0,
-                    buf: Vec::new(),
+                    buf: None,
                     parole_owner,
                 },
             );
@@ -346,10 +358,12 @@ impl Picker {
         blk.received = true;
         blk.from = peer;
         blk.requesters = [0; MAX_REQUESTERS];
-        if p.buf.is_empty() {
-            p.buf.resize(piece_size, 0);
-        }
-        p.buf[begin as usize..begin as usize + data.len()].copy_from_slice(data);
+        let buf = p.buf.get_or_insert_with(|| {
+            let mut b = self.spare_buffers.pop().unwrap_or_default();
+            b.set_len(piece_size);
+            b
+        });
+        buf[begin as usize..begin as usize + data.len()].copy_from_slice(data);
         p.received += 1;
         let complete = p.received as usize == p.blocks.len();
         BlockOutcome::Stored { complete, cancel }
@@ -382,7 +396,7 @@ impl Picker {
     }
 
     /// Takes a complete piece's data and, per block, the peer that delivered it; marks it as verifying.
-    pub fn take_complete(&mut self, index: u32) -> Option<(Vec<u8>, Vec<PeerKey>)> {
+    pub fn take_complete(&mut self, index: u32) -> Option<(PieceBuf, Vec<PeerKey>)> {
         let p = self.partial.get(&index)?;
         if p.received as usize != p.blocks.len() {
             return None;
@@ -390,12 +404,26 @@ impl Picker {
         let p = self.partial.remove(&index)?;
         let from: Vec<PeerKey> = p.blocks.iter().map(|b| b.from).collect();
         self.verifying.set(index, true);
-        Some((p.buf, from))
+        self.verifying_count += 1;
+        Some((p.buf?, from))
+    }
+
+    /// Pieces waiting for (or in) their hash check.
+    pub fn verifying_count(&self) -> usize {
+        self.verifying_count
+    }
+
+    /// Returns a piece buffer for reuse.
+    pub fn recycle(&mut self, buf: PieceBuf) {
+        if self.spare_buffers.len() < SPARE_BUFFERS {
+            self.spare_buffers.push(buf);
+        }
     }
 
     /// The hash check of `index` passed.
     pub fn piece_verified(&mut self, index: u32) {
         self.verifying.set(index, false);
+        self.verifying_count = self.verifying_count.saturating_sub(1);
         self.have.set(index, true);
         self.parole.remove(&index);
     }
@@ -403,6 +431,7 @@ impl Picker {
     /// The hash check of `index` failed: download it again, from a single peer.
     pub fn piece_failed(&mut self, index: u32) {
         self.verifying.set(index, false);
+        self.verifying_count = self.verifying_count.saturating_sub(1);
         self.parole.insert(index, ());
     }
 

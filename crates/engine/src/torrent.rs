@@ -144,6 +144,10 @@ pub(crate) struct Inner {
     choker: Choker,
     rng: SmallRng,
     resume_dirty: bool,
+    /// Pieces whose data is known to be on stable storage (found at start, or synced since).
+    durable: Bitfield,
+    /// What the resume record on disk vouches for.
+    recorded: Option<Bitfield>,
     rates: (u64, u64),
     last_totals: (u64, u64),
     state: State,
@@ -217,7 +221,12 @@ impl Shared {
     /// `from` names the sender of each block. A failed piece sent by one peer bans that peer; a failed
     /// piece with several senders is remembered block by block, and once the piece verifies (it is
     /// re-downloaded from a single peer) the senders of blocks that differ from the good data are banned.
-    pub(crate) fn verify_piece(self: &Arc<Self>, index: u32, data: Vec<u8>, from: Vec<PeerKey>) {
+    pub(crate) fn verify_piece(
+        self: &Arc<Self>,
+        index: u32,
+        data: crate::storage::PieceBuf,
+        from: Vec<PeerKey>,
+    ) {
         let ok = self
             .info
             .piece_hash(index)
@@ -249,6 +258,7 @@ impl Shared {
                     }
                 }
             }
+            inner.picker.recycle(data);
             let n = inner.completed_log.len();
             let complete = inner.picker.is_complete();
             drop(inner);
@@ -293,6 +303,7 @@ impl Shared {
                 inner.suspects.insert(index, record);
             }
         }
+        inner.picker.recycle(data);
     }
 
     fn ban(&self, inner: &mut Inner, who: Suspect) {
@@ -312,36 +323,48 @@ impl Shared {
         self.shutdown.send_replace(true);
     }
 
-    fn save_resume(&self) {
+    /// Writes the resume record.
+    ///
+    /// With `sync`, the data files are flushed first, so every piece verified so far becomes durable;
+    /// without, the record vouches only for pieces an earlier sync made durable (the rest are found
+    /// by hashing on the next start). Completion and shutdown never wait for a flush of the whole
+    /// download this way; the periodic record does the flushing in the background.
+    fn save_resume(&self, sync: bool) {
         let (pieces, dirty) = {
             let mut inner = self.lock();
             let dirty = std::mem::take(&mut inner.resume_dirty);
             (inner.picker.have().clone(), dirty)
         };
-        if !dirty {
-            return;
+        if sync && dirty {
+            if let Err(e) = self.storage.sync_all() {
+                tracing::warn!("cannot sync data before writing resume record: {e}");
+                self.lock().resume_dirty = true;
+                return;
+            }
+            self.lock().durable = pieces;
         }
-        // Data first: a record must never vouch for bytes that are not durable.
-        if let Err(e) = self.storage.sync_all() {
-            tracing::warn!("cannot sync data before writing resume record: {e}");
-            self.lock().resume_dirty = true;
-            return;
-        }
+        let durable = {
+            let inner = self.lock();
+            if inner.recorded.as_ref() == Some(&inner.durable) {
+                return;
+            }
+            inner.durable.clone()
+        };
         let paths: Vec<&std::path::Path> = (0..self.info.files.len())
             .map(|i| self.storage.path(i))
             .collect();
         let files = resume::file_stamps(&paths).unwrap_or_default();
         let data = ResumeData {
             info_hash: self.info_hash,
-            pieces,
+            pieces: durable.clone(),
             files,
         };
-        if let Err(e) = resume::save(&self.resume_path, &data) {
-            tracing::warn!(
+        match resume::save(&self.resume_path, &data) {
+            Ok(()) => self.lock().recorded = Some(durable),
+            Err(e) => tracing::warn!(
                 "cannot write resume record {}: {e}",
                 self.resume_path.display()
-            );
-            self.lock().resume_dirty = true;
+            ),
         }
     }
 }
@@ -416,7 +439,7 @@ impl TorrentHandle {
             s.set_state(State::Stopped);
         }
         s.shutdown.send_replace(true);
-        let _ = tokio::task::spawn_blocking(move || s.save_resume()).await;
+        let _ = tokio::task::spawn_blocking(move || s.save_resume(false)).await;
     }
 
     /// Dials `addr` (in addition to tracker peers).
@@ -514,6 +537,7 @@ pub(crate) async fn start(
         });
     }
     let complete = have.all();
+    let have_at_start = have.clone();
     let picker = Picker::new(info.piece_length, info.total_length, have, rand::random());
     let state = if complete {
         State::Seeding
@@ -545,7 +569,9 @@ pub(crate) async fn start(
             hash_failures: 0,
             choker: Choker::default(),
             rng: SmallRng::from_entropy(),
-            resume_dirty: true,
+            resume_dirty: false,
+            durable: have_at_start,
+            recorded: None,
             rates: (0, 0),
             last_totals: (0, 0),
             state: state.clone(),
@@ -563,7 +589,7 @@ pub(crate) async fn start(
     });
     {
         let s = shared.clone();
-        tokio::task::spawn_blocking(move || s.save_resume());
+        tokio::task::spawn_blocking(move || s.save_resume(false));
     }
     tokio::spawn(housekeeping(shared.clone()));
     tokio::spawn(dialer(shared.clone()));
@@ -664,7 +690,7 @@ async fn housekeeping(shared: Arc<Shared>) {
         if last_resume.elapsed() >= RESUME_INTERVAL {
             last_resume = Instant::now();
             let s = shared.clone();
-            let _ = tokio::task::spawn_blocking(move || s.save_resume()).await;
+            let _ = tokio::task::spawn_blocking(move || s.save_resume(true)).await;
         }
         let due: Vec<SocketAddr> = {
             let mut inner = shared.lock();
@@ -688,12 +714,13 @@ async fn housekeeping(shared: Arc<Shared>) {
 }
 
 async fn on_complete(shared: &Arc<Shared>) {
-    let s = shared.clone();
-    let _ = tokio::task::spawn_blocking(move || s.save_resume()).await;
     if !matches!(shared.lock().state, State::Downloading) {
         return;
     }
     shared.set_state(State::Seeding);
+    // Flush and record in the background: completion does not wait for the disk.
+    let s = shared.clone();
+    tokio::task::spawn_blocking(move || s.save_resume(true));
     // Seeds have nothing to trade with other seeds.
     for p in shared.lock().peers.values().filter(|p| p.is_seed) {
         let _ = p.cmd.send(PeerCmd::Disconnect);
