@@ -641,8 +641,10 @@ class LtSession:
         self._thread.start()
 
     def _pump_loop(self) -> None:
-        while not self._stop.is_set():
-            self.session.wait_for_alert(100)
+        # Polls rather than blocking in wait_for_alert: the alert that call returns points into
+        # storage that a pop_alerts on the test's thread frees, and touching it then crashes the
+        # interpreter. Every libtorrent alert call happens under the lock, in pump().
+        while not self._stop.wait(0.05):
             self.pump()
 
     def pump(self) -> None:
