@@ -230,7 +230,7 @@ impl Conn {
                     IpAddr::V4(ip) => ip.octets().to_vec(),
                     IpAddr::V6(ip) => ip.octets().to_vec(),
                 }),
-                upload_only: crate::torrent::is_seed_only(&self.shared),
+                upload_only: self.shared.seed_only,
                 ..Default::default()
             };
             self.out.send(&Message::Extended {

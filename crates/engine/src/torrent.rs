@@ -181,7 +181,8 @@ pub(crate) struct Shared {
     completed_wake: tokio::sync::Notify,
     next_key: AtomicU64,
     resume_path: PathBuf,
-    seed_only: bool,
+    /// Only seeding: advertised as `upload_only` in the extension handshake.
+    pub(crate) seed_only: bool,
 }
 
 impl Shared {
@@ -935,8 +936,4 @@ async fn announcer(shared: Arc<Shared>, tiers: Vec<Vec<String>>) {
             }
         }
     }
-}
-
-pub(crate) fn is_seed_only(shared: &Shared) -> bool {
-    shared.seed_only
 }

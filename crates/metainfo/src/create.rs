@@ -10,7 +10,7 @@ use std::fmt;
 use bencode::Encoder;
 use sha1::{Digest, Sha1};
 
-use crate::info::{check_component, check_distinct, check_path};
+use crate::info::{check_component, check_distinct, push_file};
 use crate::torrent::clean_tiers;
 use crate::{Error, FileEntry, Torrent};
 
@@ -83,7 +83,6 @@ impl Builder {
         check_component(&name)?;
         let single_file = matches!(&files[..], [(path, _)] if path.is_empty());
         let mut entries = Vec::with_capacity(files.len());
-        let mut offset: u64 = 0;
         for (path, length) in files {
             if length > i64::MAX as u64 {
                 return Err(Error::LengthTooLarge(length));
@@ -93,29 +92,22 @@ impl Builder {
             } else {
                 path
             };
-            check_path(&path)?;
-            entries.push(FileEntry {
-                path,
-                length,
-                offset,
-            });
-            offset = offset
-                .checked_add(length)
-                .ok_or(Error::TotalLengthOverflow)?;
+            push_file(&mut entries, path, length)?;
         }
+        let total_length = entries.last().map_or(0, |f| f.offset + f.length);
         if entries.is_empty() {
             return Err(Error::NoFiles);
         }
         check_distinct(&entries)?;
-        if offset == 0 {
+        if total_length == 0 {
             return Err(Error::EmptyTorrent);
         }
         let builder = Builder {
             name,
             files: entries,
             single_file,
-            total_length: offset,
-            piece_length: default_piece_length(offset),
+            total_length,
+            piece_length: default_piece_length(total_length),
             trackers: Vec::new(),
             private: false,
             comment: None,

@@ -264,7 +264,6 @@ fn parse_files(files: &Value<'_>) -> Result<Vec<FileEntry>, Error> {
         return Err(Error::NoFiles);
     }
     let mut out = Vec::with_capacity(list.len());
-    let mut offset: u64 = 0;
     for file in list {
         let file = file.as_dict().ok_or(Error::WrongType {
             key: "files",
@@ -283,15 +282,7 @@ fn parse_files(files: &Value<'_>) -> Result<Vec<FileEntry>, Error> {
                 "files.path",
             )?,
         };
-        check_path(&path)?;
-        out.push(FileEntry {
-            path,
-            length,
-            offset,
-        });
-        offset = offset
-            .checked_add(length)
-            .ok_or(Error::TotalLengthOverflow)?;
+        push_file(&mut out, path, length)?;
     }
     check_distinct(&out)?;
     Ok(out)
@@ -345,6 +336,26 @@ pub(crate) fn check_component(c: &str) -> Result<(), Error> {
 fn is_single_normal_component(c: &str) -> bool {
     let mut parts = Path::new(c).components();
     matches!((parts.next(), parts.next()), (Some(Component::Normal(n)), None) if n == c)
+}
+
+/// Appends a file to a layout: it starts where the previous file ends. Checks the path and that
+/// the total length stays representable; both parsing and creation build layouts through this.
+pub(crate) fn push_file(
+    files: &mut Vec<FileEntry>,
+    path: Vec<String>,
+    length: u64,
+) -> Result<(), Error> {
+    check_path(&path)?;
+    let offset = files.last().map_or(0, |f| f.offset + f.length);
+    offset
+        .checked_add(length)
+        .ok_or(Error::TotalLengthOverflow)?;
+    files.push(FileEntry {
+        path,
+        length,
+        offset,
+    });
+    Ok(())
 }
 
 /// Rejects two files with the same path, and a file whose path is a directory of another.

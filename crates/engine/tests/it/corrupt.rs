@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine::{AddTorrent, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use wire::{FrameDecoder, Handshake, Message};
@@ -96,10 +95,13 @@ async fn sole_sender_of_a_bad_piece_is_banned_then_honest_peer_completes() {
     )
     .await;
 
-    let leech = Session::start(config(&tmp.path().join("d"))).await.unwrap();
-    let mut add = AddTorrent::new(torrent.clone(), tmp.path().join("dl"));
-    add.peers = vec![bad];
-    let h = leech.add_torrent(add).await.unwrap();
+    let (_leech, h) = leecher(
+        &torrent,
+        &tmp.path().join("dl"),
+        &tmp.path().join("d"),
+        vec![bad],
+    )
+    .await;
     assert!(
         eventually(Duration::from_secs(30), || !h
             .stats()
@@ -144,10 +146,13 @@ async fn corrupt_peer_among_honest_ones_is_pinned_by_its_blocks() {
     .await;
     let (_s, _sh, good) = seeder(&torrent, &tmp.path().join("src"), &tmp.path().join("d1")).await;
 
-    let leech = Session::start(config(&tmp.path().join("d"))).await.unwrap();
-    let mut add = AddTorrent::new(torrent.clone(), tmp.path().join("dl"));
-    add.peers = vec![bad, good];
-    let h = leech.add_torrent(add).await.unwrap();
+    let (_leech, h) = leecher(
+        &torrent,
+        &tmp.path().join("dl"),
+        &tmp.path().join("d"),
+        vec![bad, good],
+    )
+    .await;
     tokio::time::timeout(Duration::from_secs(60), h.wait_complete())
         .await
         .unwrap()

@@ -6,7 +6,6 @@ mod transfer;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use engine::{AddTorrent, Config, Session, TorrentHandle};
@@ -63,6 +62,20 @@ pub async fn seeder(
     (s, h, addr)
 }
 
+/// Starts a session that downloads `torrent` into `out`, dialling `peers`.
+pub async fn leecher(
+    torrent: &Torrent,
+    out: &Path,
+    data_dir: &Path,
+    peers: Vec<SocketAddr>,
+) -> (Session, TorrentHandle) {
+    let s = Session::start(config(data_dir)).await.unwrap();
+    let mut add = AddTorrent::new(torrent.clone(), out.to_owned());
+    add.peers = peers;
+    let h = s.add_torrent(add).await.unwrap();
+    (s, h)
+}
+
 /// Polls `cond` every 10 ms until it holds or `limit` passes.
 pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
@@ -85,5 +98,3 @@ pub fn same_files(a: &Path, b: &Path, torrent: &Torrent) {
         assert!(x == y, "{} differs", rel.display());
     }
 }
-
-pub type Shared<T> = Arc<std::sync::Mutex<T>>;

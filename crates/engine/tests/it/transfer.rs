@@ -19,12 +19,13 @@ async fn multi_file_transfer_between_engines() {
     let torrent = make_torrent(&tmp.path().join("src"), "set", &files, 32 * 1024);
     let (_s, _h, addr) = seeder(&torrent, &tmp.path().join("src"), &tmp.path().join("d1")).await;
 
-    let leech = Session::start(config(&tmp.path().join("d2")))
-        .await
-        .unwrap();
-    let mut add = AddTorrent::new(torrent.clone(), tmp.path().join("dl"));
-    add.peers = vec![addr];
-    let h = leech.add_torrent(add).await.unwrap();
+    let (_leech, h) = leecher(
+        &torrent,
+        &tmp.path().join("dl"),
+        &tmp.path().join("d2"),
+        vec![addr],
+    )
+    .await;
     tokio::time::timeout(Duration::from_secs(60), h.wait_complete())
         .await
         .unwrap()
@@ -164,10 +165,13 @@ async fn dropped_peer_is_dialled_again() {
     // Something that accepts and hangs up at once sits on the port first.
     let rude = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = rude.local_addr().unwrap();
-    let leech = Session::start(config(&tmp.path().join("d"))).await.unwrap();
-    let mut add = AddTorrent::new(torrent.clone(), tmp.path().join("dl"));
-    add.peers = vec![addr];
-    let h = leech.add_torrent(add).await.unwrap();
+    let (_leech, h) = leecher(
+        &torrent,
+        &tmp.path().join("dl"),
+        &tmp.path().join("d"),
+        vec![addr],
+    )
+    .await;
     let (conn, _) = tokio::time::timeout(Duration::from_secs(10), rude.accept())
         .await
         .unwrap()
