@@ -1,0 +1,1 @@
+//! BitTorrent Mainline DHT (BEP 5, BEP 44) adapter.
