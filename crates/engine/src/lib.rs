@@ -27,6 +27,7 @@
 
 pub mod choker;
 pub mod create;
+pub mod lsd;
 mod peer;
 pub mod picker;
 pub mod ratelimit;
@@ -34,9 +35,11 @@ pub mod resume;
 mod session;
 pub mod storage;
 mod torrent;
+mod transport;
 
 pub use session::{AddTorrent, Config, Session};
 pub use torrent::{State, Stats, TorrentHandle};
+pub use transport::Transport;
 
 /// What can go wrong in the session.
 #[derive(Debug, thiserror::Error)]

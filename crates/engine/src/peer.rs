@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -22,6 +21,7 @@ use wire::{Bitfield, BlockRef, ExtendedHandshake, FrameDecoder, Handshake, Messa
 use crate::picker::{BlockOutcome, PeerKey};
 use crate::session::CLIENT_VERSION;
 use crate::torrent::{register_peer, PeerCmd, PeerCounters, Shared};
+use crate::transport::{BoxWrite, PeerStream};
 
 /// Requests we accept from a peer before rejecting more (advertised as `reqq`).
 const MAX_INCOMING_REQUESTS: usize = 2000;
@@ -50,15 +50,15 @@ const UPLOAD_BATCH_BYTES: usize = 256 * 1024;
 pub(crate) async fn dial(shared: Arc<Shared>, addr: SocketAddr) {
     let connect = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr));
     let mut stream = match connect.await {
-        Ok(Ok(s)) => s,
+        Ok(Ok(s)) => PeerStream::tcp(s),
         Ok(Err(e)) => return tracing::debug!(%addr, "connect failed: {e}"),
         Err(_) => return tracing::debug!(%addr, "connect timed out"),
     };
     let ours = Handshake::new(shared.info_hash, shared.session.peer_id);
     let theirs = async {
-        stream.write_all(&ours.encode()).await?;
+        stream.wr.write_all(&ours.encode()).await?;
         let mut buf = [0u8; wire::HANDSHAKE_LEN];
-        stream.read_exact(&mut buf).await?;
+        stream.rd.read_exact(&mut buf).await?;
         Handshake::decode(&buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     };
     let hs = match tokio::time::timeout(Duration::from_secs(30), theirs).await {
@@ -126,14 +126,14 @@ struct Conn {
 }
 
 /// Runs a connection whose handshakes are done.
-pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, hs: Handshake) {
-    let _ = stream.set_nodelay(true);
+pub(crate) async fn run(shared: Arc<Shared>, stream: PeerStream, addr: SocketAddr, hs: Handshake) {
     let counters = Arc::new(PeerCounters::default());
     let Some((key, mut cmds)) = register_peer(&shared, addr, hs.peer_id, counters.clone()) else {
         return;
     };
-    tracing::debug!(%addr, client = %String::from_utf8_lossy(&hs.peer_id[..8]), "peer connected");
-    let (mut rd, wr) = stream.into_split();
+    tracing::debug!(%addr, client = %String::from_utf8_lossy(&hs.peer_id[..8]),
+        transport = %stream.transport, "peer connected");
+    let PeerStream { mut rd, wr, .. } = stream;
     let out = Arc::new(Outbox {
         inner: Mutex::new(OutInner::default()),
         wake: Notify::new(),
@@ -594,7 +594,7 @@ impl Conn {
 
 async fn write_loop(
     shared: Arc<Shared>,
-    mut wr: OwnedWriteHalf,
+    mut wr: BoxWrite,
     out: Arc<Outbox>,
     counters: Arc<PeerCounters>,
 ) {

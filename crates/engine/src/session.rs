@@ -9,10 +9,11 @@ use std::time::Duration;
 use metainfo::Torrent;
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::ratelimit::RateLimiter;
 use crate::torrent::{self, TorrentHandle};
+use crate::transport::PeerStream;
 use crate::Error;
 
 /// Our client prefix in Azureus-style peer ids: `-BY` + version.
@@ -39,6 +40,12 @@ pub struct Config {
     pub upload_rate_limit: u64,
     /// Tracker client settings.
     pub tracker: tracker::Config,
+    /// Local Service Discovery (BEP 14): multicast our torrents on the local network and dial
+    /// peers that announce theirs. Off by default for library users (it sends multicast on every
+    /// interface); the CLI turns it on.
+    pub lsd: bool,
+    /// Peer exchange (BEP 11) with peers that support it, for torrents that are not private.
+    pub pex: bool,
 }
 
 impl Default for Config {
@@ -57,6 +64,8 @@ impl Default for Config {
                 udp_max_retries: 3,
                 ..tracker::Config::default()
             },
+            lsd: false,
+            pex: true,
         }
     }
 }
@@ -104,6 +113,27 @@ pub(crate) struct SessionShared {
 }
 
 impl SessionShared {
+    fn torrents(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 20], TorrentHandle>> {
+        self.torrents.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Info-hashes of the torrents that may be announced outside their trackers (not private).
+    pub(crate) fn public_info_hashes(&self) -> Vec<[u8; 20]> {
+        self.torrents()
+            .iter()
+            .filter(|(_, t)| !t.is_private())
+            .map(|(h, _)| *h)
+            .collect()
+    }
+
+    /// The torrent with `info_hash` unless it is private.
+    pub(crate) fn public_torrent(&self, info_hash: &[u8; 20]) -> Option<TorrentHandle> {
+        self.torrents()
+            .get(info_hash)
+            .filter(|t| !t.is_private())
+            .cloned()
+    }
+
     /// Takes a connection slot if the global limit allows.
     pub(crate) fn try_connection(&self) -> bool {
         use std::sync::atomic::Ordering::AcqRel;
@@ -164,6 +194,9 @@ impl Session {
             config,
         });
         tokio::spawn(accept_loop(listener, shared.clone()));
+        if shared.config.lsd {
+            tokio::spawn(crate::lsd::run(shared.clone()));
+        }
         Ok(Self { shared })
     }
 
@@ -226,7 +259,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            if let Err(e) = accept_one(stream, addr, &shared).await {
+            if let Err(e) = accept_one(PeerStream::tcp(stream), addr, &shared).await {
                 tracing::debug!(%addr, "incoming connection dropped: {e}");
             }
         });
@@ -234,12 +267,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
 }
 
 async fn accept_one(
-    mut stream: TcpStream,
+    mut stream: PeerStream,
     addr: SocketAddr,
     shared: &Arc<SessionShared>,
 ) -> std::io::Result<()> {
     let mut buf = [0u8; wire::HANDSHAKE_LEN];
-    tokio::time::timeout(Duration::from_secs(30), stream.read_exact(&mut buf))
+    tokio::time::timeout(Duration::from_secs(30), stream.rd.read_exact(&mut buf))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timeout"))??;
     let hs = wire::Handshake::decode(&buf)
@@ -257,7 +290,7 @@ async fn accept_one(
         ));
     };
     let ours = wire::Handshake::new(hs.info_hash, shared.peer_id);
-    stream.write_all(&ours.encode()).await?;
+    stream.wr.write_all(&ours.encode()).await?;
     torrent.incoming(stream, addr, hs);
     Ok(())
 }

@@ -10,7 +10,6 @@ use std::time::Duration;
 use metainfo::Info;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use wire::{Bitfield, Handshake};
@@ -21,6 +20,7 @@ use crate::ratelimit::RateLimiter;
 use crate::resume::{self, ResumeData};
 use crate::session::{AddTorrent, SessionShared};
 use crate::storage::{sha1_digest, Storage};
+use crate::transport::PeerStream;
 use crate::Error;
 
 /// Longest we wait for one tracker before trying the next.
@@ -443,13 +443,18 @@ impl TorrentHandle {
         let _ = tokio::task::spawn_blocking(move || s.save_resume(false)).await;
     }
 
+    /// Whether the torrent is private (BEP 27): peers come only from its trackers.
+    pub fn is_private(&self) -> bool {
+        self.shared.info.private
+    }
+
     /// Dials `addr` (in addition to tracker peers).
     pub fn add_peer(&self, addr: SocketAddr) {
         self.shared.add_candidates([addr]);
     }
 
     /// Hands over an accepted connection whose handshake named this torrent (ours is already sent).
-    pub(crate) fn incoming(&self, stream: TcpStream, addr: SocketAddr, hs: Handshake) {
+    pub(crate) fn incoming(&self, stream: PeerStream, addr: SocketAddr, hs: Handshake) {
         let shared = self.shared.clone();
         if !admit(&shared, &addr, &hs) {
             return;
