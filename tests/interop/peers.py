@@ -415,26 +415,55 @@ def assert_same_content(expected: Path, actual: Path) -> None:
 # --------------------------------------------------------------------------
 
 
-def create_torrent_lt(content: Path, out: Path, piece_size: int, trackers: Iterable[str] = (),
-                      private: bool = False) -> Path:
-    """Writes a v1-only torrent of ``content`` (a file or a directory) to ``out``.
+LT_VERSION_FLAGS = {
+    "v1": "v1_only",
+    "v2": "v2_only",
+    "hybrid": None,
+}
 
-    v1-only because libtorrent's default is hybrid with pad files, which
-    aria2 does not handle (see INTEROP.md).
+
+def create_torrent_lt(content: Path, out: Path, piece_size: int, trackers: Iterable[str] = (),
+                      private: bool = False, version: str = "v1", web_seeds: Iterable[str] = ()) -> Path:
+    """Writes a torrent of ``content`` (a file or a directory) to ``out``.
+
+    ``version`` is ``v1`` (the default: libtorrent's own default is hybrid
+    with pad files, which aria2 does not handle, see INTEROP.md), ``v2`` or
+    ``hybrid``. ``web_seeds`` become the BEP 19 ``url-list``.
     """
     content = Path(content).resolve()
     fs = lt.file_storage()
     lt.add_files(fs, str(content))
     if fs.num_files() == 0:
         raise HarnessError(f"no files found below {content}")
-    ct = lt.create_torrent(fs, piece_size, flags=lt.create_torrent.v1_only)
+    flag = LT_VERSION_FLAGS[version]
+    if flag is None:
+        ct = lt.create_torrent(fs, piece_size)
+    else:
+        ct = lt.create_torrent(fs, piece_size, flags=getattr(lt.create_torrent, flag))
     for tier, url in enumerate(trackers):
         ct.add_tracker(url, tier)
+    for url in web_seeds:
+        ct.add_url_seed(url)
     if private:
         ct.set_priv(True)
     lt.set_piece_hashes(ct, str(content.parent))
     Path(out).write_bytes(lt.bencode(ct.generate()))
     return Path(out)
+
+
+def lt_info_hashes(torrent: Path) -> dict:
+    """libtorrent's view of a torrent's hashes: ``v1`` (40 hex) and ``v2`` (64 hex), each or None."""
+    hashes = lt.torrent_info(str(torrent)).info_hashes()
+    v1 = str(hashes.v1) if hashes.has_v1() else None
+    v2 = str(hashes.v2) if hashes.has_v2() else None
+    return {"v1": v1, "v2": v2}
+
+
+def info_dict_bytes(torrent: Path) -> bytes:
+    """The raw bytes of a torrent file's ``info`` dictionary."""
+    data = Path(torrent).read_bytes()
+    start, end = _info_span(data)
+    return data[start:end]
 
 
 # --------------------------------------------------------------------------
@@ -544,31 +573,49 @@ class Tracker:
 # --------------------------------------------------------------------------
 
 
-def lt_settings(port: int) -> dict:
+def lt_settings(port: int, dht_nodes: Optional[Iterable[tuple[str, int]]] = None, tcp: bool = True,
+                utp: bool = False) -> dict:
     """libtorrent session settings for a loopback swarm (shared with the benchmark's peer script).
 
-    Listen on 127.0.0.1 only; DHT, local peer discovery, UPnP and NAT-PMP
-    off; encryption disabled; uTP off (far slower than TCP over loopback);
-    several connections from one IP allowed (every peer is 127.0.0.1).
-    Everything else is libtorrent's default.
+    Listen on 127.0.0.1 only; local peer discovery, UPnP and NAT-PMP off;
+    encryption disabled; several connections from one IP allowed (every
+    peer is 127.0.0.1). DHT is off unless ``dht_nodes`` is given: then it
+    bootstraps from exactly those nodes, with the rules that keep one node
+    per IP (and ignore loopback) switched off, since every node here is
+    127.0.0.1. uTP is off by default (far slower than TCP over loopback);
+    ``tcp=False, utp=True`` makes a uTP-only peer. Everything else is
+    libtorrent's default.
     """
     cat = lt.alert.category_t
     mask = (cat.error_notification | cat.status_notification | cat.storage_notification
-            | cat.tracker_notification | cat.connect_notification | cat.peer_notification)
-    return {
+            | cat.tracker_notification | cat.connect_notification | cat.peer_notification
+            | cat.dht_notification)
+    settings = {
         "listen_interfaces": f"127.0.0.1:{port}",
         "enable_dht": False,
         "enable_lsd": False,
         "enable_upnp": False,
         "enable_natpmp": False,
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
+        "enable_outgoing_utp": utp,
+        "enable_incoming_utp": utp,
+        "enable_outgoing_tcp": tcp,
+        "enable_incoming_tcp": tcp,
         "out_enc_policy": int(lt.enc_policy.disabled),
         "in_enc_policy": int(lt.enc_policy.disabled),
         "allow_multiple_connections_per_ip": True,
         "alert_mask": int(mask),
         "user_agent": "btt-interop-harness",
     }
+    if dht_nodes is not None:
+        settings.update({
+            "enable_dht": True,
+            "dht_bootstrap_nodes": ",".join(f"{h}:{p}" for h, p in dht_nodes),
+            "dht_restrict_routing_ips": False,
+            "dht_restrict_search_ips": False,
+            "dht_ignore_dark_internet": False,
+            "dht_prefer_verified_node_ids": False,
+        })
+    return settings
 
 
 class LtTorrent:
@@ -622,7 +669,8 @@ class LtTorrent:
 class LtSession:
     """An in-process libtorrent peer with ``lt_settings``."""
 
-    def __init__(self, swarm: "Swarm", name: str = "libtorrent", port: Optional[int] = None):
+    def __init__(self, swarm: "Swarm", name: str = "libtorrent", port: Optional[int] = None,
+                 **settings):
         self.swarm = swarm
         self.name = name
         self.port = port or free_port()
@@ -631,7 +679,7 @@ class LtSession:
         self.flushed: set = set()
         self.checked: set = set()
         self.torrents: list[LtTorrent] = []
-        self.session = lt.session(lt_settings(self.port))
+        self.session = lt.session(lt_settings(self.port, **settings))
         self._log = open(self.log_path, "w")
         # A thread drains alerts as they come so the log's times are right
         # even while the test is busy waiting on another program.
@@ -995,8 +1043,17 @@ class Btt:
         self.binary = btt_binary()
         self._count = 0
 
-    def env(self, name: str) -> dict:
+    def env(self, name: str, discovery: bool = False) -> dict:
+        """A clean environment for one btt process.
+
+        Without ``discovery`` the DHT and local service discovery are off, so
+        a test never sends to the public DHT routers or to a multicast group:
+        everything stays on 127.0.0.1.
+        """
         env = {k: v for k, v in os.environ.items() if not k.startswith("BTT_")}
+        if not discovery:
+            env["BTT_NO_DHT"] = "1"
+            env["BTT_NO_LSD"] = "1"
         data_dir = self.swarm.dir / f"btt-data-{name}"
         data_dir.mkdir(parents=True, exist_ok=True)
         env["BTT_DATA_DIR"] = str(data_dir)
@@ -1021,13 +1078,13 @@ class Btt:
         self.swarm.log_files.append(log)
         return result
 
-    def start(self, *args) -> Proc:
-        """Starts ``btt args…`` in the background."""
+    def start(self, *args, discovery: bool = False) -> Proc:
+        """Starts ``btt args…`` in the background (see ``env`` for ``discovery``)."""
         name = self._name(str(args[0]) if args else "proc")
-        return self.swarm.spawn(name, [str(self.binary), *map(str, args)], env=self.env(name))
+        return self.swarm.spawn(name, [str(self.binary), *map(str, args)], env=self.env(name, discovery))
 
     def create(self, content: Path, out: Path, trackers: Iterable[str] = (), piece_size: Optional[int] = None,
-               private: bool = False) -> Path:
+               private: bool = False, extra: Iterable[str] = ()) -> Path:
         """``btt create``; fails the test if it exits non-zero."""
         args: list = ["create", content, "-o", out]
         for url in trackers:
@@ -1036,6 +1093,7 @@ class Btt:
             args += ["--piece-size", piece_size]
         if private:
             args.append("--private")
+        args += list(extra)
         res = self.run(*args)
         if res.returncode != 0:
             raise AssertionError(f"btt create exited {res.returncode}: {res.stderr}")
@@ -1048,18 +1106,24 @@ class Btt:
             raise AssertionError(f"btt info exited {res.returncode}: {res.stderr}")
         return res.json()
 
-    def download(self, torrent: Path, out: Path, listen_port: Optional[int] = None,
-                 peers: Iterable[tuple[str, int]] = (), seed: bool = False, json_out: bool = True) -> Proc:
-        """Starts ``btt download``; it exits 0 once every piece is verified on disk."""
+    def download(self, torrent, out: Path, listen_port: Optional[int] = None,
+                 peers: Iterable[tuple[str, int]] = (), seed: bool = False, json_out: bool = True,
+                 dht_bootstrap: Iterable[tuple[str, int]] = (), extra: Iterable[str] = ()) -> Proc:
+        """Starts ``btt download`` of a .torrent path or a magnet link; it exits 0 once every piece
+        is verified on disk. ``dht_bootstrap`` turns the DHT on with exactly those nodes."""
         out.mkdir(parents=True, exist_ok=True)
         args: list = ["download", torrent, "-o", out, "--listen-port", listen_port or free_port()]
         for host, port in peers:
             args += ["--peer", f"{host}:{port}"]
+        dht_bootstrap = list(dht_bootstrap)
+        for host, port in dht_bootstrap:
+            args += ["--dht-bootstrap", f"{host}:{port}"]
         if seed:
             args.append("--seed")
         if json_out:
             args.append("--json")
-        return self.start(*args)
+        args += list(extra)
+        return self.start(*args, discovery=bool(dht_bootstrap))
 
     def seed(self, torrent: Path, data: Path, listen_port: Optional[int] = None,
              peers: Iterable[tuple[str, int]] = (), timeout_s: float = 60.0) -> Proc:
@@ -1077,6 +1141,32 @@ class Btt:
 
         wait_until(seeding, timeout_s, "btt seed to print `seeding` on stderr", proc.logs)
         return proc
+
+
+# --------------------------------------------------------------------------
+# A plain HTTP server (web seeds)
+# --------------------------------------------------------------------------
+
+
+class HttpServer:
+    """``python3 -m http.server`` serving a directory on 127.0.0.1 (no Range support: it answers
+    every request with the whole file, which web-seed clients must cope with)."""
+
+    def __init__(self, swarm: "Swarm", directory: Path, timeout_s: float = 10.0):
+        self.port = free_port()
+        self.proc = swarm.spawn("http-server", ["/usr/bin/python3", "-m", "http.server", str(self.port),
+                                                "--bind", "127.0.0.1", "--directory", str(directory)])
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+        def up() -> bool:
+            self.proc.check_running()
+            return port_accepts(self.port)
+
+        wait_until(up, timeout_s, "the HTTP server to accept connections", self.proc.logs)
+
+    def requests(self) -> list[str]:
+        """Request lines the server logged (``GET /path HTTP/1.1``)."""
+        return re.findall(r'"(GET [^"]*)"', self.proc.stderr())
 
 
 # --------------------------------------------------------------------------
@@ -1109,13 +1199,17 @@ class Swarm:
     def tracker(self, port: Optional[int] = None) -> Tracker:
         return Tracker(self, port)
 
-    def libtorrent(self, name: str = "libtorrent") -> LtSession:
-        session = LtSession(self, name=name)
+    def libtorrent(self, name: str = "libtorrent", **settings) -> LtSession:
+        """A libtorrent session; ``settings`` go to ``lt_settings`` (dht_nodes, tcp, utp)."""
+        session = LtSession(self, name=name, **settings)
         self.sessions.append(session)
         return session
 
     def aria2(self) -> Aria2:
         return Aria2(self)
+
+    def http_server(self, directory: Path) -> HttpServer:
+        return HttpServer(self, directory)
 
     def transmission(self) -> Transmission:
         return Transmission(self)
