@@ -6,6 +6,11 @@ use bencode::{Encoder, Value};
 
 use crate::Error;
 
+/// The `m` key of the BEP 9 metadata extension ([`crate::MetadataMessage`]).
+pub const UT_METADATA: &str = "ut_metadata";
+/// The `m` key of the BEP 11 peer exchange extension ([`crate::PexMessage`]).
+pub const UT_PEX: &str = "ut_pex";
+
 /// What a peer announces in its extended handshake.
 ///
 /// Decoding is lenient, as BEP 10 asks: unknown keys and known keys of the wrong type or range are
@@ -23,7 +28,8 @@ pub struct ExtendedHandshake {
     pub yourip: Option<Vec<u8>>,
     /// How many outstanding requests the sender queues before dropping.
     pub reqq: Option<u32>,
-    /// Size of the info dictionary in bytes (BEP 9), for magnet links.
+    /// Size of the info dictionary in bytes (BEP 9), for magnet links. Not range-checked here;
+    /// [`crate::MetadataAssembler::new`] refuses sizes it will not fetch.
     pub metadata_size: Option<u64>,
     /// The sender only uploads (BEP 21); it is a partial seed and will not request pieces.
     pub upload_only: bool,
@@ -34,6 +40,12 @@ fn int(v: Option<&Value<'_>>) -> Option<i64> {
 }
 
 impl ExtendedHandshake {
+    /// The extended message id the sender wants to receive extension `name` on (for example
+    /// [`UT_METADATA`] or [`UT_PEX`]); `None` if it does not support or has disabled it.
+    pub fn extension_id(&self, name: &str) -> Option<u8> {
+        self.m.get(name).copied().filter(|&id| id != 0)
+    }
+
     /// Parses the payload of an extended message with id 0.
     ///
     /// Fails only if the payload is not bencode or not a dictionary; bytes after the dictionary
@@ -112,7 +124,7 @@ mod tests {
 
     fn sample() -> ExtendedHandshake {
         ExtendedHandshake {
-            m: [("ut_metadata".to_string(), 2), ("ut_pex".to_string(), 1)]
+            m: [(UT_METADATA.to_string(), 2), (UT_PEX.to_string(), 1)]
                 .into_iter()
                 .collect(),
             p: Some(6881),
@@ -133,6 +145,18 @@ mod tests {
         assert_eq!(ExtendedHandshake::decode(&bytes), Ok(sample()));
         // The encoding is canonical bencode.
         assert_eq!(bencode::decode(&bytes).unwrap().encode_to_vec(), bytes);
+    }
+
+    #[test]
+    fn looks_up_extension_ids() {
+        let hs = sample();
+        assert_eq!(hs.extension_id(UT_METADATA), Some(2));
+        assert_eq!(hs.extension_id(UT_PEX), Some(1));
+        assert_eq!(hs.extension_id("lt_donthave"), None);
+        // An id of 0 (written to disable an extension) means unsupported.
+        let mut disabled = hs;
+        disabled.m.insert(UT_PEX.to_owned(), 0);
+        assert_eq!(disabled.extension_id(UT_PEX), None);
     }
 
     #[test]

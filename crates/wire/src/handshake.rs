@@ -14,6 +14,10 @@ const EXTENSION_BIT: (usize, u8) = (5, 0x10);
 const FAST_BIT: (usize, u8) = (7, 0x04);
 /// Reserved byte and mask of the BEP 5 DHT bit (the peer sends a `port` message).
 const DHT_BIT: (usize, u8) = (7, 0x01);
+/// Reserved byte and mask of the BEP 52 upgrade bit ("the 4th most significant bit in the last
+/// byte"): the sender of a hybrid torrent's SHA-1 info-hash also speaks v2 and may be answered with
+/// the truncated v2 info-hash.
+const V2_BIT: (usize, u8) = (7, 0x10);
 
 /// One side's handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,6 +84,26 @@ impl Handshake {
     pub fn supports_dht(&self) -> bool {
         self.reserved[DHT_BIT.0] & DHT_BIT.1 != 0
     }
+
+    /// Whether the sender speaks BitTorrent v2 (BEP 52): for a hybrid torrent it may be answered
+    /// with the truncated v2 info-hash to upgrade the connection, and it understands the hash
+    /// messages (ids 21 to 23).
+    pub fn supports_v2(&self) -> bool {
+        self.reserved[V2_BIT.0] & V2_BIT.1 != 0
+    }
+
+    /// This handshake with the BEP 52 v2 bit set to `on`; every other bit is kept.
+    ///
+    /// [`Handshake::new`] leaves it clear: set it only when the session can serve v2 hashes.
+    #[must_use]
+    pub fn with_v2(mut self, on: bool) -> Self {
+        if on {
+            self.reserved[V2_BIT.0] |= V2_BIT.1;
+        } else {
+            self.reserved[V2_BIT.0] &= !V2_BIT.1;
+        }
+        self
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +141,27 @@ mod tests {
             ..hs
         };
         assert!(dht_only.supports_dht() && !dht_only.supports_fast());
+        assert!(!hs.supports_v2());
+    }
+
+    #[test]
+    fn v2_bit_is_0x10_of_the_last_reserved_byte() {
+        let hs = Handshake::new([0x11; 20], [0x22; 20]).with_v2(true);
+        assert!(hs.supports_v2() && hs.supports_fast() && hs.supports_extensions());
+        assert_eq!(hs.reserved, [0, 0, 0, 0, 0, 0x10, 0, 0x14]);
+        assert_eq!(&hs.encode()[20..28], &[0, 0, 0, 0, 0, 0x10, 0, 0x14]);
+        assert_eq!(Handshake::decode(&hs.encode()), Ok(hs));
+
+        let off = hs.with_v2(false);
+        assert!(!off.supports_v2() && off.supports_fast());
+        assert_eq!(off, Handshake::new([0x11; 20], [0x22; 20]));
+
+        // A peer that sets only the v2 bit.
+        let v2_only = Handshake {
+            reserved: [0, 0, 0, 0, 0, 0, 0, 0x10],
+            ..hs
+        };
+        assert!(v2_only.supports_v2() && !v2_only.supports_dht() && !v2_only.supports_fast());
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub enum Message<'a> {
         payload: &'a [u8],
     },
     /// Any other id. Kept rather than rejected so new extensions do not break old peers.
+    ///
+    /// The BEP 52 hash messages (ids 21 to 23) arrive here; read them with
+    /// [`crate::HashMessage::from_message`].
     Unknown {
         /// The message id.
         id: u8,
@@ -97,7 +100,8 @@ pub enum Message<'a> {
     },
 }
 
-fn be32(b: &[u8]) -> u32 {
+/// The big-endian `u32` at the start of `b`; callers check that four bytes are there.
+pub(crate) fn be32(b: &[u8]) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[..4]);
     u32::from_be_bytes(a)
@@ -358,10 +362,10 @@ mod tests {
             ),
             (
                 Message::Unknown {
-                    id: 21,
+                    id: 24,
                     payload: b"xy",
                 },
-                vec![0, 0, 0, 3, 21, b'x', b'y'],
+                vec![0, 0, 0, 3, 24, b'x', b'y'],
             ),
             (
                 Message::Unknown {
