@@ -31,11 +31,33 @@ pub enum Error {
     /// The info dictionary has neither `length` nor `files`.
     #[error("torrent info has neither `length` nor `files`: it must have exactly one")]
     MissingLayout,
-    /// A BEP 52 v2-only torrent, which this version cannot open.
-    #[error(
-        "torrent is v2-only (BEP 52) and has no v1 pieces: open a v1 or hybrid torrent instead"
-    )]
-    V2Only,
+    /// A `meta version` other than 2 (BEP 52 says to check it before anything else).
+    #[error("torrent has meta version {0}, newer than this program understands: upgrade btt")]
+    UnsupportedMetaVersion(i64),
+    /// A v2 or hybrid torrent whose piece length is not a power of two of at least 16 KiB.
+    #[error("v2 piece length {0} is invalid: BEP 52 needs a power of two of at least 16 KiB")]
+    BadV2PieceLength(i64),
+    /// The v2 `file tree` does not have the shape BEP 52 gives it.
+    #[error("torrent file tree is malformed: {0}")]
+    BadFileTree(&'static str),
+    /// A non-empty file in the v2 file tree without a 32-byte `pieces root`.
+    #[error("file {0:?} in the file tree has no 32-byte pieces root")]
+    MissingPiecesRoot(String),
+    /// A `piece layers` entry with the wrong size, or whose hashes do not lead to the file's
+    /// pieces root.
+    #[error("piece layer for file {path:?} is invalid: {why}; the torrent is corrupt")]
+    BadPieceLayer {
+        /// The file the layer belongs to.
+        path: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// `piece layers` is not a dictionary of 32-byte keys to byte strings.
+    #[error("torrent `piece layers` must map 32-byte pieces roots to byte strings")]
+    MalformedPieceLayers,
+    /// A hybrid torrent whose v1 file list and v2 file tree describe different data.
+    #[error("hybrid torrent's v1 and v2 parts disagree ({0}): the torrent is corrupt")]
+    HybridMismatch(String),
     /// `piece length` is zero, negative or above [`MAX_PIECE_LENGTH`](crate::MAX_PIECE_LENGTH).
     #[error("piece length {0} is invalid: it must be between 1 byte and 64 MiB")]
     BadPieceLength(i64),
@@ -81,6 +103,24 @@ pub enum Error {
     /// A hex info-hash that is not exactly 40 hex digits.
     #[error("info hash must be exactly 40 hex digits")]
     BadInfoHash,
+    /// A hex v2 info-hash that is not exactly 64 hex digits.
+    #[error("v2 info hash must be exactly 64 hex digits")]
+    BadInfoHashV2,
+    /// The text is not a `magnet:?` URI.
+    #[error("not a magnet link: it must start with `magnet:?`")]
+    NotAMagnet,
+    /// A magnet link with neither a `urn:btih:` nor a `urn:btmh:` exact topic.
+    #[error("magnet link has no BitTorrent info-hash (`xt=urn:btih:` or `xt=urn:btmh:`)")]
+    MagnetWithoutHash,
+    /// A magnet info-hash that cannot be decoded.
+    #[error("magnet info-hash {0:?} is invalid: use 40 hex or 32 base32 digits (btih) or 1220 + 64 hex digits (btmh)")]
+    BadMagnetHash(String),
+    /// A magnet `x.pe` peer that is not `host:port`.
+    #[error("magnet peer {0:?} is invalid: it must be host:port, with IPv6 in brackets")]
+    BadMagnetPeer(String),
+    /// A malformed percent escape in a magnet link.
+    #[error("magnet link has a malformed percent escape or non-UTF-8 text in {0:?}")]
+    BadMagnetEncoding(String),
     /// A piece length given to the torrent builder that is not a power of two in range.
     #[error(
         "piece length {0} cannot be used: it must be a power of two between 16 KiB and 64 MiB"

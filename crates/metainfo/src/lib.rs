@@ -1,28 +1,36 @@
-//! `.torrent` metainfo (BEP 3): parsing, validation, piece/file layout and sans-IO creation.
+//! `.torrent` metainfo (BEP 3, BEP 52 v2 and hybrid, BEP 47 pad files), magnet links, and
+//! BEP 52 Merkle trees: parsing, validation, piece/file layout and sans-IO creation.
 //!
 //! # Layout
-//! - [`Torrent`] is a whole `.torrent` file: [`Torrent::from_bytes`] validates it,
-//!   [`Torrent::to_bytes`] writes it back with the info dictionary untouched. Trackers follow
-//!   BEP 12 tiers; the private flag follows BEP 27.
-//! - [`Info`] is the validated info dictionary. It maps pieces to files
-//!   ([`Info::piece_spans`], allocation-free) and files to paths ([`Info::file_path`]).
-//! - [`InfoHash`] is SHA-1 over the info dictionary's bytes exactly as they appear in the file
-//!   (taken from bencode's [`Value::raw`](bencode::Value::raw)), never over a re-encoding, so
-//!   torrents with unsorted keys keep the hash every other client computes.
-//! - [`create`] builds new torrents from file lengths and caller-computed piece hashes.
-//!
-//! Only v1 torrents are understood so far; hybrid torrents open as their v1 half and v2-only
-//! torrents are rejected with [`Error::V2Only`].
+//! - [`Torrent`] is a whole `.torrent` file: [`Torrent::from_bytes`] validates it (v2 piece
+//!   layers included), [`Torrent::to_bytes`] writes it back with the info dictionary
+//!   untouched. Trackers follow BEP 12 tiers; the private flag follows BEP 27.
+//! - [`Info`] is the validated info dictionary of a v1, v2 or hybrid torrent
+//!   ([`MetaVersion`]). Every version maps onto one layout: [`Info::files`] at offsets in one
+//!   byte space, with BEP 47 pad files ([`FileEntry::pad`]) aligning v2 files to pieces (taken
+//!   from a hybrid's v1 list, synthesized for v2-only torrents where libtorrent puts them).
+//!   [`Info::piece_spans`] maps pieces to files (allocation-free), [`Info::file_path`] files to
+//!   paths, and [`Info::v2_piece`] a piece to its place in its file's Merkle tree.
+//! - [`InfoHash`] (SHA-1) and [`InfoHashV2`] (SHA-256) are computed over the info
+//!   dictionary's bytes exactly as they appear in the file (taken from bencode's
+//!   [`Value::raw`](bencode::Value::raw)), never over a re-encoding, so torrents with unsorted
+//!   keys keep the hash every other client computes. [`Torrent::info_hash`] is the 20-byte id
+//!   for the wire, trackers and the DHT (v1, or truncated v2 for v2-only torrents).
+//! - [`merkle`] is the sans-IO BEP 52 tree code: leaf, piece and root hashes, proofs, and
+//!   serving and checking `hash request`s. The storage network reuses it for proofs.
+//! - [`create`] builds new v1 torrents from file lengths and caller-computed piece hashes.
 //!
 //! # Trust boundary
 //! A torrent is hostile input. Parsing never panics, allocates only in proportion to the input,
 //! and rejects any name or path component that could leave the download directory (`..`, `.`,
 //! separators, NUL, roots and drive prefixes), so `download_dir.join(info.file_path(i))` is
-//! always inside `download_dir`.
+//! always inside `download_dir`. A piece layer that does not lead to its file's pieces root is
+//! an error, not a silent omission.
 //!
 //! # Dependencies
-//! `sha1` (RustCrypto) for the info-hash and piece hashes: it uses the SHA-NI / ARMv8 SHA
-//! instructions when the CPU has them, which matters because piece hashing bounds throughput.
+//! `sha1` and `sha2` (RustCrypto) for info-hashes and piece hashes: they use the SHA-NI /
+//! ARMv8 SHA instructions when the CPU has them, which matters because hashing bounds
+//! throughput.
 //!
 //! ```
 //! use metainfo::{FileSpan, Torrent};
@@ -42,6 +50,17 @@
 //! ]);
 //! assert_eq!(t.info_hash, metainfo::InfoHash::of(&t.info_bytes));
 //! assert_eq!(t.to_bytes(), file);
+//!
+//! // A v2-only torrent: one 5-byte file in 16 KiB pieces, padded to the piece boundary.
+//! let root = metainfo::merkle::file_root(b"hello");
+//! let mut info = b"d9:file treed5:hellod0:d6:lengthi5e11:pieces root32:".to_vec();
+//! info.extend_from_slice(&root);
+//! info.extend_from_slice(b"eee12:meta versioni2e4:name5:hello12:piece lengthi16384ee");
+//! let t = Torrent::from_info_bytes(info)?;
+//! assert_eq!(t.info.version, metainfo::MetaVersion::V2);
+//! assert!(t.info.files[1].pad);
+//! assert_eq!(t.info_hash.0, t.info_hashes.v2.unwrap().truncated());
+//! assert_eq!(t.verify_v2_piece(0, b"hello"), Some(true));
 //! # Ok::<(), metainfo::Error>(())
 //! ```
 
@@ -51,9 +70,10 @@ pub mod create;
 mod error;
 mod info;
 mod info_hash;
+pub mod merkle;
 mod torrent;
 
 pub use error::Error;
-pub use info::{FileEntry, FileSpan, Info, PieceSpans, MAX_PIECE_LENGTH};
-pub use info_hash::InfoHash;
+pub use info::{FileEntry, FileSpan, Info, MetaVersion, PieceSpans, V2Piece, MAX_PIECE_LENGTH};
+pub use info_hash::{InfoHash, InfoHashV2, InfoHashes};
 pub use torrent::Torrent;

@@ -1,10 +1,15 @@
-//! The whole `.torrent` file: the info dictionary plus trackers and descriptive fields.
+//! The whole `.torrent` file: the info dictionary plus piece layers, trackers and descriptive
+//! fields.
+
+use std::collections::BTreeMap;
 
 use bencode::{Dict, Encoder, Value};
 
-use crate::{Error, Info, InfoHash};
+use crate::error::clip;
+use crate::{merkle, Error, Info, InfoHash, InfoHashV2, InfoHashes};
 
-/// A parsed `.torrent` file (BEP 3, with BEP 12 tracker tiers and the BEP 27 private flag).
+/// A parsed `.torrent` file (BEP 3 and BEP 52, with BEP 12 tracker tiers and the BEP 27 private
+/// flag).
 ///
 /// Keys other than those below (e.g. `url-list`, `nodes`) are not kept; [`Torrent::to_bytes`]
 /// writes only these fields and the untouched info dictionary.
@@ -12,8 +17,16 @@ use crate::{Error, Info, InfoHash};
 pub struct Torrent {
     /// The validated info dictionary.
     pub info: Info,
-    /// SHA-1 of [`Torrent::info_bytes`].
+    /// The 20-byte id used in handshakes, with trackers and in the DHT: the SHA-1 info-hash for
+    /// v1 and hybrid torrents, the truncated SHA-256 info-hash for v2-only ones.
     pub info_hash: InfoHash,
+    /// The full v1 and v2 info-hashes, whichever the torrent has.
+    pub info_hashes: InfoHashes,
+    /// BEP 52 piece layers by pieces root, each checked against its root: for every file longer
+    /// than one piece, one SHA-256 per piece. May be missing some or all files (a torrent from
+    /// a magnet link has none until they are fetched with hash requests; see
+    /// [`Torrent::set_piece_layer`]).
+    pub piece_layers: BTreeMap<[u8; 32], Vec<[u8; 32]>>,
     /// The bencoded info dictionary exactly as found in the file; the info-hash is defined over
     /// these bytes, so they are never re-encoded.
     pub info_bytes: Vec<u8>,
@@ -39,6 +52,11 @@ impl Torrent {
         let info_dict = info_value.as_dict().ok_or(Error::MissingInfo)?;
         let info_bytes = info_value.raw().ok_or(Error::MissingInfo)?;
         let info = Info::from_dict(info_dict)?;
+        let piece_layers = match root.get(b"piece layers") {
+            Some(layers) if info.version.has_v2() => parse_piece_layers(&info, layers)?,
+            _ => BTreeMap::new(),
+        };
+        let (info_hash, info_hashes) = hashes(&info, info_bytes);
 
         let announce = root.get(b"announce").and_then(tracker_url);
         let mut announce_list = root
@@ -50,7 +68,9 @@ impl Torrent {
         }
         Ok(Torrent {
             info,
-            info_hash: InfoHash::of(info_bytes),
+            info_hash,
+            info_hashes,
+            piece_layers,
             info_bytes: info_bytes.to_vec(),
             announce,
             announce_list,
@@ -61,12 +81,15 @@ impl Torrent {
     }
 
     /// A torrent from a bare info dictionary (as fetched by BEP 9 for a magnet link), with no
-    /// trackers or descriptive fields.
+    /// trackers, descriptive fields or piece layers.
     pub fn from_info_bytes(info_bytes: Vec<u8>) -> Result<Torrent, Error> {
         let info = Info::from_bytes(&info_bytes)?;
+        let (info_hash, info_hashes) = hashes(&info, &info_bytes);
         Ok(Torrent {
             info,
-            info_hash: InfoHash::of(&info_bytes),
+            info_hash,
+            info_hashes,
+            piece_layers: BTreeMap::new(),
             info_bytes,
             announce: None,
             announce_list: Vec::new(),
@@ -110,8 +133,83 @@ impl Torrent {
             enc.bytes(b"creation date").int(date);
         }
         enc.bytes(b"info").raw(&self.info_bytes);
+        if !self.piece_layers.is_empty() {
+            enc.bytes(b"piece layers").dict_start();
+            for (root, layer) in &self.piece_layers {
+                enc.bytes(root).bytes(layer.as_flattened());
+            }
+            enc.end();
+        }
         enc.end();
         out
+    }
+
+    /// Checks a piece layer fetched for the file with `pieces_root` (e.g. with BEP 52 hash
+    /// requests) and stores it. The layer must have one hash per piece of a file longer than
+    /// one piece and lead to the root.
+    pub fn set_piece_layer(
+        &mut self,
+        pieces_root: [u8; 32],
+        layer: Vec<[u8; 32]>,
+    ) -> Result<(), Error> {
+        let Some(file) = self
+            .info
+            .files
+            .iter()
+            .find(|f| f.pieces_root == Some(pieces_root))
+        else {
+            return Err(Error::MalformedPieceLayers);
+        };
+        check_piece_layer(&self.info, file, &layer)?;
+        self.piece_layers.insert(pieces_root, layer);
+        Ok(())
+    }
+
+    /// Whether every file longer than one piece has its piece layer, so every piece of a v2 or
+    /// hybrid torrent can be checked with [`Torrent::verify_v2_piece`]. True for v1 torrents.
+    pub fn has_piece_layers(&self) -> bool {
+        let piece_length = u64::from(self.info.piece_length);
+        self.info
+            .files
+            .iter()
+            .filter(|f| f.length > piece_length)
+            .filter_map(|f| f.pieces_root)
+            .all(|root| self.piece_layers.contains_key(&root))
+    }
+
+    /// The SHA-256 that piece `index` of a v2 or hybrid torrent must hash to: its piece-layer
+    /// entry, or the file's pieces root for a file of at most one piece. `None` for v1
+    /// torrents, padding-only pieces, and pieces whose layer is not known yet.
+    pub fn v2_piece_hash(&self, index: u32) -> Option<[u8; 32]> {
+        let piece = self.info.v2_piece(index)?;
+        let file = &self.info.files[piece.file];
+        let root = file.pieces_root?;
+        if file.length <= u64::from(self.info.piece_length) {
+            return Some(root);
+        }
+        self.piece_layers
+            .get(&root)?
+            .get(piece.piece_in_file as usize)
+            .copied()
+    }
+
+    /// Checks piece `index` against its v2 hash. `data` is the piece as stored, from its first
+    /// byte: at least its [`V2Piece::real_len`](crate::V2Piece::real_len) bytes of file data;
+    /// anything after them (padding) is ignored. `None` when the expected hash is unknown (see
+    /// [`Torrent::v2_piece_hash`]).
+    pub fn verify_v2_piece(&self, index: u32, data: &[u8]) -> Option<bool> {
+        let expected = self.v2_piece_hash(index)?;
+        let piece = self.info.v2_piece(index)?;
+        let Some(data) = data.get(..piece.real_len as usize) else {
+            return Some(false);
+        };
+        let file = &self.info.files[piece.file];
+        let actual = if file.length <= u64::from(self.info.piece_length) {
+            merkle::file_root(data)
+        } else {
+            merkle::piece_hash(data, self.info.piece_length)
+        };
+        Some(actual == expected)
     }
 
     /// The tracker tiers to announce to, in BEP 12 order: `announce-list`, else `announce`.
@@ -121,6 +219,84 @@ impl Torrent {
         }
         self.announce.iter().map(|a| vec![a.clone()]).collect()
     }
+}
+
+/// The wire info-hash and both full hashes of `info_bytes`.
+fn hashes(info: &Info, info_bytes: &[u8]) -> (InfoHash, InfoHashes) {
+    let hashes = InfoHashes {
+        v1: info.version.has_v1().then(|| InfoHash::of(info_bytes)),
+        v2: info.version.has_v2().then(|| InfoHashV2::of(info_bytes)),
+    };
+    // Parsing guarantees at least one of the two.
+    let wire = hashes.wire_id().unwrap_or_else(|| InfoHash::of(info_bytes));
+    (wire, hashes)
+}
+
+/// Reads `piece layers`, keeping the layers of this torrent's files longer than one piece and
+/// checking each against its pieces root. Layers for unknown roots are dropped.
+fn parse_piece_layers(
+    info: &Info,
+    layers: &Value<'_>,
+) -> Result<BTreeMap<[u8; 32], Vec<[u8; 32]>>, Error> {
+    let dict = layers.as_dict().ok_or(Error::MalformedPieceLayers)?;
+    let mut raw = BTreeMap::new();
+    for (key, value) in &dict.entries {
+        let root = <[u8; 32]>::try_from(key.as_ref()).map_err(|_| Error::MalformedPieceLayers)?;
+        let bytes = value.as_bytes().ok_or(Error::MalformedPieceLayers)?;
+        raw.insert(root, bytes);
+    }
+    let piece_length = u64::from(info.piece_length);
+    let mut out = BTreeMap::new();
+    for file in info.files.iter().filter(|f| f.length > piece_length) {
+        let Some(root) = file.pieces_root else {
+            continue;
+        };
+        let Some(bytes) = raw.get(&root) else {
+            continue;
+        };
+        if bytes.len() % 32 != 0 {
+            return Err(Error::BadPieceLayer {
+                path: clip(&file.path.join("/")),
+                why: "its length is not a multiple of 32",
+            });
+        }
+        let layer: Vec<[u8; 32]> = bytes
+            .chunks_exact(32)
+            .map(|c| {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(c);
+                h
+            })
+            .collect();
+        check_piece_layer(info, file, &layer)?;
+        out.insert(root, layer);
+    }
+    Ok(out)
+}
+
+/// A piece layer must have one hash per piece of its file and reduce to the pieces root.
+fn check_piece_layer(
+    info: &Info,
+    file: &crate::FileEntry,
+    layer: &[[u8; 32]],
+) -> Result<(), Error> {
+    let bad = |why| {
+        Err(Error::BadPieceLayer {
+            path: clip(&file.path.join("/")),
+            why,
+        })
+    };
+    let pieces = file.length.div_ceil(u64::from(info.piece_length));
+    if pieces < 2 {
+        return bad("the file fits in one piece and has no piece layer");
+    }
+    if layer.len() as u64 != pieces {
+        return bad("it does not have one hash per piece");
+    }
+    if Some(merkle::root_from_piece_layer(layer, info.piece_length)) != file.pieces_root {
+        return bad("its hashes do not lead to the pieces root");
+    }
+    Ok(())
 }
 
 /// A tracker URL: a UTF-8 string, trimmed, non-empty. Anything else is ignored, as other
