@@ -18,6 +18,7 @@
 //!   for the wire, trackers and the DHT (v1, or truncated v2 for v2-only torrents).
 //! - [`merkle`] is the sans-IO BEP 52 tree code: leaf, piece and root hashes, proofs, and
 //!   serving and checking `hash request`s. The storage network reuses it for proofs.
+//! - [`Magnet`] parses and prints `magnet:?` links (BEP 9, BEP 53 `btmh`).
 //! - [`create`] builds new v1 torrents from file lengths and caller-computed piece hashes.
 //!
 //! # Trust boundary
@@ -70,10 +71,12 @@ pub mod create;
 mod error;
 mod info;
 mod info_hash;
+mod magnet;
 pub mod merkle;
 mod torrent;
 
 pub use error::Error;
 pub use info::{FileEntry, FileSpan, Info, MetaVersion, PieceSpans, V2Piece, MAX_PIECE_LENGTH};
 pub use info_hash::{InfoHash, InfoHashV2, InfoHashes};
+pub use magnet::Magnet;
 pub use torrent::Torrent;

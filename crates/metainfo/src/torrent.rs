@@ -41,6 +41,8 @@ pub struct Torrent {
     pub created_by: Option<String>,
     /// `creation date`, seconds since the Unix epoch.
     pub creation_date: Option<i64>,
+    /// BEP 19 web seeds (`url-list`, a string or a list of strings).
+    pub url_list: Vec<String>,
 }
 
 impl Torrent {
@@ -77,6 +79,10 @@ impl Torrent {
             comment: text(root, b"comment.utf-8", b"comment"),
             created_by: text(root, b"created by.utf-8", b"created by"),
             creation_date: root.get(b"creation date").and_then(Value::as_int),
+            url_list: root
+                .get(b"url-list")
+                .map(parse_url_list)
+                .unwrap_or_default(),
         })
     }
 
@@ -96,6 +102,7 @@ impl Torrent {
             comment: None,
             created_by: None,
             creation_date: None,
+            url_list: Vec::new(),
         })
     }
 
@@ -139,6 +146,19 @@ impl Torrent {
                 enc.bytes(root).bytes(layer.as_flattened());
             }
             enc.end();
+        }
+        match &self.url_list[..] {
+            [] => {}
+            [one] => {
+                enc.bytes(b"url-list").bytes(one.as_bytes());
+            }
+            many => {
+                enc.bytes(b"url-list").list_start();
+                for url in many {
+                    enc.bytes(url.as_bytes());
+                }
+                enc.end();
+            }
         }
         enc.end();
         out
@@ -306,6 +326,14 @@ fn tracker_url(v: &Value<'_>) -> Option<String> {
     (!url.is_empty()).then(|| url.to_owned())
 }
 
+/// BEP 19 `url-list`: one URL or a list of them; non-strings and blanks are ignored.
+fn parse_url_list(v: &Value<'_>) -> Vec<String> {
+    match v.as_list() {
+        Some(list) => list.iter().filter_map(tracker_url).collect(),
+        None => tracker_url(v).into_iter().collect(),
+    }
+}
+
 /// BEP 12 tiers, dropping non-string URLs and tiers left empty.
 pub(crate) fn parse_tiers(v: &Value<'_>) -> Vec<Vec<String>> {
     let Some(tiers) = v.as_list() else {
@@ -434,6 +462,25 @@ mod tests {
         let t = Torrent::from_bytes(&file).unwrap();
         assert_eq!(t.comment.as_deref(), Some("été"));
         assert_eq!((t.created_by, t.creation_date), (None, None));
+    }
+
+    #[test]
+    fn web_seeds_round_trip() {
+        let one = wrap(b"d", UNSORTED_INFO, b"8:url-list9:http://w/");
+        let t = Torrent::from_bytes(&one).unwrap();
+        assert_eq!(t.url_list, ["http://w/"]);
+        assert_eq!(
+            t.to_bytes(),
+            wrap(b"d", UNSORTED_INFO, b"8:url-list9:http://w/")
+        );
+        let many = wrap(
+            b"d",
+            UNSORTED_INFO,
+            b"8:url-listl9:http://w/i1e0:9:http://v/e",
+        );
+        let t = Torrent::from_bytes(&many).unwrap();
+        assert_eq!(t.url_list, ["http://w/", "http://v/"]);
+        assert_eq!(Torrent::from_bytes(&t.to_bytes()).unwrap(), t);
     }
 
     #[test]
