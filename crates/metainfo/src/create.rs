@@ -1,18 +1,27 @@
-//! Sans-IO torrent creation.
+//! Sans-IO torrent creation: v1 (the default), v2-only and hybrid.
 //!
-//! The caller describes the files, reads their concatenated bytes itself and either feeds them
-//! to a [`PieceHasher`] or hashes [`Builder::piece_len`]-sized chunks in parallel with
-//! [`hash_piece`]; [`Builder::build`] then writes a canonical info dictionary (keys sorted, only
-//! the keys BEP 3/27 define) so that every client computes the same info-hash.
+//! The caller describes the files and reads their bytes itself.
+//! - v1: feed the concatenated data to a [`PieceHasher`] (or hash [`Builder::piece_len`]-sized
+//!   chunks in parallel with [`hash_piece`]) and call [`Builder::build`].
+//! - v2 and hybrid ([`Builder::meta_version`]): feed each real file of [`Builder::files`], in
+//!   that order, to a [`TorrentHasher`] (or hash files in parallel, one [`V2FileHasher`] each,
+//!   plus the v1 pieces of the padded data for a hybrid) and call [`Builder::build_hashed`].
+//!
+//! The info dictionary is canonical (keys sorted, only the keys BEP 3/27/52 define), so every
+//! client computes the same info-hash. For v2 and hybrid torrents it is byte for byte what
+//! libtorrent 2.0 writes for the same files and piece length: files sorted by path, and in a
+//! hybrid a pad file (`attr` `p`, path `.pad/<length>`) after every non-empty file that does
+//! not end on a piece boundary, the last one included (a single-file hybrid has none).
 
 use std::fmt;
 
 use bencode::Encoder;
 use sha1::{Digest, Sha1};
 
-use crate::info::{check_component, check_distinct, push_file};
+use crate::info::{check_component, check_distinct, pad_entry, push_file};
+use crate::merkle::{self, Hash, BLOCK_SIZE};
 use crate::torrent::clean_tiers;
-use crate::{Error, FileEntry, Torrent};
+use crate::{Error, FileEntry, MetaVersion, Torrent};
 
 /// Smallest piece length [`Builder`] accepts and [`default_piece_length`] picks (16 KiB, one
 /// request block).
@@ -58,13 +67,33 @@ pub fn hash_piece(data: &[u8]) -> [u8; 20] {
 /// assert_eq!(torrent.info.num_pieces(), 3); // 16 KiB pieces
 /// # Ok::<(), metainfo::Error>(())
 /// ```
+///
+/// A hybrid of two files:
+///
+/// ```
+/// use metainfo::{create::Builder, MetaVersion};
+///
+/// let files = vec![(vec!["b.txt".to_string()], 5), (vec!["a.txt".to_string()], 3)];
+/// let builder = Builder::new("dir", files)?.meta_version(MetaVersion::Hybrid);
+/// // Files are in path order, each followed by a pad file to the piece boundary.
+/// let order: Vec<String> = builder.files().iter().map(|f| f.path.join("/")).collect();
+/// assert_eq!(order, ["a.txt", ".pad/16381", "b.txt", ".pad/16379"]);
+/// let mut hasher = builder.torrent_hasher();
+/// hasher.update(b"aaa");
+/// hasher.update(b"bbbbb");
+/// let torrent = builder.build_hashed(hasher.finish()?)?;
+/// assert_eq!(torrent.info.version, MetaVersion::Hybrid);
+/// assert_eq!(torrent.verify_v2_piece(1, b"bbbbb"), Some(true));
+/// # Ok::<(), metainfo::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Builder {
     name: String,
+    /// The real files, in the order given (v1) or sorted by path (v2, hybrid).
     files: Vec<FileEntry>,
     single_file: bool,
-    total_length: u64,
     piece_length: u32,
+    version: MetaVersion,
     trackers: Vec<Vec<String>>,
     private: bool,
     comment: Option<String>,
@@ -106,8 +135,8 @@ impl Builder {
             name,
             files: entries,
             single_file,
-            total_length,
             piece_length: default_piece_length(total_length),
+            version: MetaVersion::V1,
             trackers: Vec::new(),
             private: false,
             comment: None,
@@ -133,6 +162,22 @@ impl Builder {
         self.piece_length = piece_length;
         self.check_piece_count()?;
         Ok(self)
+    }
+
+    /// Which metadata to write: [`MetaVersion::V1`] (the default), [`MetaVersion::V2`] or
+    /// [`MetaVersion::Hybrid`]. v2 and hybrid torrents list their files sorted by path (the
+    /// order of BEP 52's file tree); see [`Builder::files`].
+    pub fn meta_version(mut self, version: MetaVersion) -> Builder {
+        self.version = version;
+        if version.has_v2() {
+            self.files.sort_by(|a, b| a.path.cmp(&b.path));
+            let mut offset = 0;
+            for f in &mut self.files {
+                f.offset = offset;
+                offset += f.length;
+            }
+        }
+        self
     }
 
     /// Tracker tiers (BEP 12), best first. The first URL becomes `announce`; `announce-list` is
@@ -171,33 +216,95 @@ impl Builder {
         self.piece_length
     }
 
-    /// Total bytes of all files: the length of the data to hash.
+    /// The metadata version that will be written.
+    pub fn version(&self) -> MetaVersion {
+        self.version
+    }
+
+    /// The layout the torrent will have, as [`Info::files`](crate::Info::files) will show it:
+    /// the real files in the order their data must be fed, and for v2 and hybrid torrents the
+    /// pad files between them.
+    pub fn files(&self) -> Vec<FileEntry> {
+        if !self.version.has_v2() {
+            return self.files.clone();
+        }
+        let piece_length = u64::from(self.piece_length);
+        let tail_pad = !(self.single_file && self.version == MetaVersion::Hybrid);
+        let mut out = Vec::with_capacity(self.files.len() * 2);
+        let last = self.files.len() - 1;
+        for (i, f) in self.files.iter().enumerate() {
+            let offset = out.last().map_or(0, |f: &FileEntry| f.offset + f.length);
+            out.push(FileEntry {
+                offset,
+                ..f.clone()
+            });
+            let end = offset + f.length;
+            let gap = (piece_length - end % piece_length) % piece_length;
+            if f.length > 0 && gap > 0 && (i < last || tail_pad) {
+                out.push(pad_entry(end, gap));
+            }
+        }
+        out
+    }
+
+    /// Total bytes of the torrent's data, pad files included: the length of the stream a v1
+    /// [`PieceHasher`] hashes.
     pub fn total_length(&self) -> u64 {
-        self.total_length
+        self.files().last().map_or(0, |f| f.offset + f.length)
     }
 
-    /// How many piece hashes [`Builder::build`] needs.
+    /// How many pieces the torrent has (and v1 piece hashes [`Builder::build`] needs).
     pub fn piece_count(&self) -> u32 {
-        u32::try_from(self.total_length.div_ceil(u64::from(self.piece_length))).unwrap_or(u32::MAX)
+        u32::try_from(self.total_length().div_ceil(u64::from(self.piece_length)))
+            .unwrap_or(u32::MAX)
     }
 
-    /// A [`PieceHasher`] for this builder's piece length.
+    /// A [`PieceHasher`] for this builder's piece length (v1 torrents; for a hybrid, feed it the
+    /// padded data, zeros for each pad file).
     pub fn hasher(&self) -> PieceHasher {
         PieceHasher::new(self.piece_length)
     }
 
-    /// The torrent with these piece hashes (SHA-1 of each `piece_len()`-byte chunk of the
-    /// concatenated file data, the last one shorter).
+    /// A [`TorrentHasher`] computing every hash this builder's version needs from the real
+    /// files' data.
+    pub fn torrent_hasher(&self) -> TorrentHasher {
+        TorrentHasher::new(self)
+    }
+
+    /// The v1 torrent with these piece hashes (SHA-1 of each `piece_len()`-byte chunk of the
+    /// concatenated file data, the last one shorter). For v2 and hybrid torrents use
+    /// [`Builder::build_hashed`].
     pub fn build(self, pieces: Vec<[u8; 20]>) -> Result<Torrent, Error> {
+        self.build_hashed(Hashes {
+            pieces,
+            files: Vec::new(),
+        })
+    }
+
+    /// The torrent with these hashes: `pieces` for v1 and hybrid torrents (empty for v2), and
+    /// for v2 and hybrid torrents one [`FileHashes`] per real file in [`Builder::files`] order.
+    pub fn build_hashed(self, hashes: Hashes) -> Result<Torrent, Error> {
         let expected = u64::from(self.piece_count());
-        if pieces.len() as u64 != expected {
+        let want_pieces = if self.version.has_v1() { expected } else { 0 };
+        if hashes.pieces.len() as u64 != want_pieces {
             return Err(Error::PieceCountMismatch {
-                found: pieces.len() as u64,
-                expected,
+                found: hashes.pieces.len() as u64,
+                expected: want_pieces,
             });
         }
-        let info_bytes = self.encode_info(&pieces);
+        if self.version.has_v2() {
+            self.check_file_hashes(&hashes.files)?;
+        }
+        let layout = self.files();
+        let info_bytes = self.encode_info(&layout, &hashes);
         let mut torrent = Torrent::from_info_bytes(info_bytes)?;
+        if self.version.has_v2() {
+            for file in &hashes.files {
+                if let (Some(root), false) = (file.pieces_root, file.piece_layer.is_empty()) {
+                    torrent.set_piece_layer(root, file.piece_layer.clone())?;
+                }
+            }
+        }
         torrent.announce = self.trackers.first().and_then(|tier| tier.first()).cloned();
         torrent.announce_list = self.trackers;
         torrent.comment = self.comment;
@@ -206,30 +313,74 @@ impl Builder {
         Ok(torrent)
     }
 
-    /// The canonical info dictionary. Keys in byte order: `files` | `length`, `name`,
-    /// `piece length`, `pieces`, `private`.
-    fn encode_info(&self, pieces: &[[u8; 20]]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(pieces.len() * 20 + self.files.len() * 64 + 128);
+    fn check_file_hashes(&self, files: &[FileHashes]) -> Result<(), Error> {
+        if files.len() != self.files.len() {
+            return Err(Error::FileHashesMismatch(format!(
+                "{} given for {} files",
+                files.len(),
+                self.files.len()
+            )));
+        }
+        let piece_length = u64::from(self.piece_length);
+        for (f, h) in self.files.iter().zip(files) {
+            let pieces = f.length.div_ceil(piece_length);
+            let layer_len = if pieces > 1 { pieces } else { 0 };
+            if h.pieces_root.is_some() != (f.length > 0) || h.piece_layer.len() as u64 != layer_len
+            {
+                return Err(Error::FileHashesMismatch(format!(
+                    "wrong hashes for {:?}",
+                    crate::error::clip(&f.path.join("/"))
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The canonical info dictionary. Keys in byte order: `file tree` (v2), `files` | `length`
+    /// (v1), `meta version` (v2), `name`, `piece length`, `pieces` (v1), `private`.
+    fn encode_info(&self, layout: &[FileEntry], hashes: &Hashes) -> Vec<u8> {
+        let mut out = Vec::with_capacity(hashes.pieces.len() * 20 + layout.len() * 100 + 128);
         let mut enc = Encoder::new(&mut out);
         enc.dict_start();
-        if self.single_file {
-            enc.bytes(b"length").int(self.total_length as i64);
-        } else {
-            enc.bytes(b"files").list_start();
-            for file in &self.files {
-                // Lengths were checked to fit i64 in `new`.
-                enc.dict_start().bytes(b"length").int(file.length as i64);
-                enc.bytes(b"path").list_start();
-                for component in &file.path {
-                    enc.bytes(component.as_bytes());
+        if self.version.has_v2() {
+            enc.bytes(b"file tree");
+            let files: Vec<(&[String], u64, Option<Hash>)> = self
+                .files
+                .iter()
+                .zip(&hashes.files)
+                .map(|(f, h)| (f.path.as_slice(), f.length, h.pieces_root))
+                .collect();
+            encode_tree(&mut enc, &files, 0);
+        }
+        if self.version.has_v1() {
+            if self.single_file {
+                enc.bytes(b"length").int(self.files[0].length as i64);
+            } else {
+                enc.bytes(b"files").list_start();
+                for file in layout {
+                    enc.dict_start();
+                    if file.pad {
+                        enc.bytes(b"attr").bytes(b"p");
+                    }
+                    // Lengths were checked to fit i64 in `new`.
+                    enc.bytes(b"length").int(file.length as i64);
+                    enc.bytes(b"path").list_start();
+                    for component in &file.path {
+                        enc.bytes(component.as_bytes());
+                    }
+                    enc.end().end();
                 }
-                enc.end().end();
+                enc.end();
             }
-            enc.end();
+        }
+        if self.version.has_v2() {
+            enc.bytes(b"meta version").int(2);
         }
         enc.bytes(b"name").bytes(self.name.as_bytes());
         enc.bytes(b"piece length").int(i64::from(self.piece_length));
-        enc.bytes(b"pieces").bytes(pieces.as_flattened());
+        if self.version.has_v1() {
+            enc.bytes(b"pieces").bytes(hashes.pieces.as_flattened());
+        }
         if self.private {
             enc.bytes(b"private").int(1);
         }
@@ -238,9 +389,274 @@ impl Builder {
     }
 
     fn check_piece_count(&self) -> Result<(), Error> {
-        u32::try_from(self.total_length.div_ceil(u64::from(self.piece_length)))
+        u32::try_from(self.total_length().div_ceil(u64::from(self.piece_length)))
             .map(drop)
             .map_err(|_| Error::TooManyPieces)
+    }
+}
+
+/// Writes the BEP 52 file tree of `files` (sorted by path) below path depth `depth`.
+fn encode_tree(enc: &mut Encoder<'_>, files: &[(&[String], u64, Option<Hash>)], depth: usize) {
+    enc.dict_start();
+    let mut rest = files;
+    while let Some((first, ..)) = rest.first() {
+        let key = &first[depth];
+        // Sorted paths keep a directory's files together.
+        let n = rest
+            .iter()
+            .take_while(|(p, ..)| p.get(depth) == Some(key))
+            .count();
+        let (group, tail) = rest.split_at(n);
+        enc.bytes(key.as_bytes());
+        match group {
+            [(path, length, root)] if path.len() == depth + 1 => {
+                enc.dict_start().bytes(b"").dict_start();
+                enc.bytes(b"length").int(*length as i64);
+                if let Some(root) = root {
+                    enc.bytes(b"pieces root").bytes(root);
+                }
+                enc.end().end();
+            }
+            _ => encode_tree(enc, group, depth + 1),
+        }
+        rest = tail;
+    }
+    enc.end();
+}
+
+/// Every hash a v2 or hybrid torrent needs; see [`Builder::build_hashed`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Hashes {
+    /// SHA-1 of each piece of the padded data (v1 and hybrid; empty for v2).
+    pub pieces: Vec<[u8; 20]>,
+    /// One entry per real file, in [`Builder::files`] order (v2 and hybrid; empty for v1).
+    pub files: Vec<FileHashes>,
+}
+
+/// The v2 hashes of one file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FileHashes {
+    /// The Merkle root of the file's blocks; `None` for an empty file.
+    pub pieces_root: Option<Hash>,
+    /// One hash per piece for a file longer than one piece, else empty.
+    pub piece_layer: Vec<Hash>,
+}
+
+/// Hashes one file's bytes into its BEP 52 pieces root and piece layer. Memory stays at one
+/// block plus one hash per piece.
+#[derive(Debug, Clone)]
+pub struct V2FileHasher {
+    piece_length: u32,
+    /// Bytes of the current, incomplete block.
+    block: Vec<u8>,
+    /// Leaves of the current, incomplete piece.
+    leaves: Vec<Hash>,
+    /// Hashes of the complete pieces so far.
+    layer: Vec<Hash>,
+    len: u64,
+}
+
+impl V2FileHasher {
+    /// A hasher for a file of a torrent with `piece_length`-byte pieces (a power of two of at
+    /// least 16 KiB).
+    pub fn new(piece_length: u32) -> V2FileHasher {
+        V2FileHasher {
+            piece_length,
+            block: Vec::with_capacity(BLOCK_SIZE as usize),
+            leaves: Vec::new(),
+            layer: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Feeds the file's next bytes, in any chunk sizes.
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.len += data.len() as u64;
+        while !data.is_empty() {
+            let room = BLOCK_SIZE as usize - self.block.len();
+            if self.block.is_empty() && data.len() >= room {
+                // Whole blocks straight from the caller's buffer.
+                let (block, rest) = data.split_at(room);
+                self.push_leaf(merkle::leaf_hash(block));
+                data = rest;
+                continue;
+            }
+            let (now, rest) = data.split_at(room.min(data.len()));
+            self.block.extend_from_slice(now);
+            data = rest;
+            if self.block.len() == BLOCK_SIZE as usize {
+                let leaf = merkle::leaf_hash(&self.block);
+                self.block.clear();
+                self.push_leaf(leaf);
+            }
+        }
+    }
+
+    fn push_leaf(&mut self, leaf: Hash) {
+        self.leaves.push(leaf);
+        if self.leaves.len() as u32 == (self.piece_length / BLOCK_SIZE).max(1) {
+            self.layer.push(merkle::piece_hash_from_leaves(
+                &self.leaves,
+                self.piece_length,
+            ));
+            self.leaves.clear();
+        }
+    }
+
+    /// Bytes fed so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing has been fed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The file's pieces root and piece layer.
+    pub fn finish(mut self) -> FileHashes {
+        if self.len == 0 {
+            return FileHashes::default();
+        }
+        if !self.block.is_empty() {
+            let leaf = merkle::leaf_hash(&self.block);
+            self.leaves.push(leaf);
+        }
+        if self.layer.is_empty() {
+            // At most one piece: the root pads only to the file's own block count.
+            return FileHashes {
+                pieces_root: Some(merkle::root_from_leaves(&self.leaves)),
+                piece_layer: Vec::new(),
+            };
+        }
+        if !self.leaves.is_empty() {
+            self.layer.push(merkle::piece_hash_from_leaves(
+                &self.leaves,
+                self.piece_length,
+            ));
+        }
+        if self.layer.len() == 1 {
+            return FileHashes {
+                pieces_root: self.layer.first().copied(),
+                piece_layer: Vec::new(),
+            };
+        }
+        FileHashes {
+            pieces_root: Some(merkle::root_from_piece_layer(
+                &self.layer,
+                self.piece_length,
+            )),
+            piece_layer: self.layer,
+        }
+    }
+}
+
+/// Hashes the real files of a [`Builder`] (fed in [`Builder::files`] order, pad files left
+/// out) into every hash its version needs: v1 pieces over the padded data and/or each file's
+/// v2 root and piece layer.
+#[derive(Debug, Clone)]
+pub struct TorrentHasher {
+    /// (length, pad) of each layout entry.
+    layout: Vec<(u64, bool)>,
+    /// Next layout entry to start.
+    next: usize,
+    /// Bytes still expected for the current real file.
+    remaining: u64,
+    v1: Option<PieceHasher>,
+    piece_length: u32,
+    v2: bool,
+    current: Option<V2FileHasher>,
+    files: Vec<FileHashes>,
+    fed: u64,
+    expected: u64,
+}
+
+impl TorrentHasher {
+    fn new(builder: &Builder) -> TorrentHasher {
+        let layout: Vec<(u64, bool)> = builder.files().iter().map(|f| (f.length, f.pad)).collect();
+        let expected = layout.iter().filter(|(_, pad)| !pad).map(|(l, _)| l).sum();
+        let mut h = TorrentHasher {
+            layout,
+            next: 0,
+            remaining: 0,
+            v1: builder.version.has_v1().then(|| builder.hasher()),
+            piece_length: builder.piece_length,
+            v2: builder.version.has_v2(),
+            current: None,
+            files: Vec::new(),
+            fed: 0,
+            expected,
+        };
+        h.advance();
+        h
+    }
+
+    /// Feeds the next bytes of the real files' concatenated data, in any chunk sizes.
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.fed += data.len() as u64;
+        while !data.is_empty() && self.remaining > 0 {
+            let n = data
+                .len()
+                .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+            let (now, rest) = data.split_at(n);
+            if let Some(v1) = &mut self.v1 {
+                v1.update(now);
+            }
+            if let Some(file) = &mut self.current {
+                file.update(now);
+            }
+            self.remaining -= n as u64;
+            data = rest;
+            if self.remaining == 0 {
+                if let Some(file) = self.current.take() {
+                    self.files.push(file.finish());
+                }
+                self.advance();
+            }
+        }
+    }
+
+    /// Moves to the next real file with data, hashing pad files (zeros, v1 only) and empty
+    /// files on the way.
+    fn advance(&mut self) {
+        const ZEROS: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];
+        while self.remaining == 0 {
+            let Some(&(length, pad)) = self.layout.get(self.next) else {
+                return;
+            };
+            self.next += 1;
+            if pad {
+                if let Some(v1) = &mut self.v1 {
+                    let mut left = length;
+                    while left > 0 {
+                        let n = left.min(u64::from(BLOCK_SIZE));
+                        v1.update(&ZEROS[..n as usize]);
+                        left -= n;
+                    }
+                }
+            } else if length == 0 {
+                if self.v2 {
+                    self.files.push(FileHashes::default());
+                }
+            } else {
+                self.remaining = length;
+                self.current = self.v2.then(|| V2FileHasher::new(self.piece_length));
+            }
+        }
+    }
+
+    /// The hashes, once exactly the files' bytes have been fed.
+    pub fn finish(self) -> Result<Hashes, Error> {
+        if self.fed != self.expected || self.remaining > 0 {
+            return Err(Error::HashedLengthMismatch {
+                expected: self.expected,
+                found: self.fed,
+            });
+        }
+        Ok(Hashes {
+            pieces: self.v1.map(PieceHasher::finish).unwrap_or_default(),
+            files: self.files,
+        })
     }
 }
 

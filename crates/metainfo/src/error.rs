@@ -121,6 +121,19 @@ pub enum Error {
     /// A malformed percent escape in a magnet link.
     #[error("magnet link has a malformed percent escape or non-UTF-8 text in {0:?}")]
     BadMagnetEncoding(String),
+    /// The data fed to a torrent hasher is not as long as the files it describes.
+    #[error(
+        "hashed {found} bytes but the files hold {expected}: feed every file's data exactly once"
+    )]
+    HashedLengthMismatch {
+        /// Bytes the files hold.
+        expected: u64,
+        /// Bytes fed.
+        found: u64,
+    },
+    /// v2 file hashes given to the torrent builder that do not fit its files.
+    #[error("file hashes do not fit the files: {0}; hash each file with its own V2FileHasher, in Builder::files order")]
+    FileHashesMismatch(String),
     /// A piece length given to the torrent builder that is not a power of two in range.
     #[error(
         "piece length {0} cannot be used: it must be a power of two between 16 KiB and 64 MiB"

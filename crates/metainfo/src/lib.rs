@@ -19,7 +19,8 @@
 //! - [`merkle`] is the sans-IO BEP 52 tree code: leaf, piece and root hashes, proofs, and
 //!   serving and checking `hash request`s. The storage network reuses it for proofs.
 //! - [`Magnet`] parses and prints `magnet:?` links (BEP 9, BEP 53 `btmh`).
-//! - [`create`] builds new v1 torrents from file lengths and caller-computed piece hashes.
+//! - [`create`] builds new v1 (default), v2 or hybrid torrents from file lengths and
+//!   caller-fed data; v2 and hybrid info dictionaries are byte for byte libtorrent 2.0's.
 //!
 //! # Trust boundary
 //! A torrent is hostile input. Parsing never panics, allocates only in proportion to the input,

@@ -138,6 +138,11 @@ pub fn piece_hash(piece_data: &[u8], piece_length: u32) -> Hash {
     root_of_layer(&leaf_hashes(piece_data), 0, piece_height(piece_length))
 }
 
+/// [`piece_hash`] from the piece's leaf hashes (at most `piece_length / 16 KiB` of them).
+pub fn piece_hash_from_leaves(leaves: &[Hash], piece_length: u32) -> Hash {
+    root_of_layer(leaves, 0, piece_height(piece_length))
+}
+
 /// The piece layer of a file from all its leaves: one entry per `piece_length` bytes, the last
 /// piece's missing leaves taken as zero. Empty for a file of at most one piece, which has no
 /// piece layer.
