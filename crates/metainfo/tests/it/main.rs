@@ -187,3 +187,72 @@ fn corrupt_piece_layers_are_rejected() {
     assert!(bare.has_piece_layers());
     assert_eq!(bare.piece_layers, t.piece_layers);
 }
+
+/// Every single-byte mutation of small v2 and hybrid torrents either fails cleanly or yields a
+/// torrent whose invariants hold (a deterministic stand-in for the fuzz target).
+#[test]
+fn mutated_v2_and_hybrid_torrents_never_panic() {
+    for name in [
+        "tiny.v2.torrent",
+        "tiny.hybrid.torrent",
+        "three_blocks.v2.torrent",
+    ] {
+        let file = fixture(name);
+        let mut accepted = 0;
+        for i in 0..file.len() {
+            for byte in [
+                b'0', b'1', b'9', b'e', b'd', b'l', b'i', b':', b'.', b'/', 0, 0xff,
+            ] {
+                let mut m = file.clone();
+                m[i] = byte;
+                let Ok(t) = Torrent::from_bytes(&m) else {
+                    continue;
+                };
+                accepted += 1;
+                let info = &t.info;
+                let piece_length = u64::from(info.piece_length);
+                let mut end = 0;
+                for f in &info.files {
+                    assert_eq!(f.offset, end);
+                    end += f.length;
+                    if info.version.has_v2() && !f.pad && f.length > 0 {
+                        assert_eq!(f.offset % piece_length, 0, "{name} byte {i}");
+                    }
+                }
+                assert_eq!(end, info.total_length);
+                for p in 0..info.num_pieces() {
+                    let _ = t.verify_v2_piece(p, &[]);
+                }
+                assert_eq!(Torrent::from_bytes(&t.to_bytes()).unwrap(), t);
+            }
+        }
+        assert!(accepted > 20, "{name}: only {accepted} mutations parsed");
+    }
+}
+
+/// Mutated magnet links parse cleanly or not at all, and what parses prints back to itself.
+#[test]
+fn mutated_magnets_round_trip() {
+    let link = "magnet:?xt=urn:btih:631a31dd0a46257d5078c0dee4e66e26f73e42ac\
+        &xt=urn:btmh:1220d8dd32ac93357c368556af3ac1d95c9d76bd0dff6fa9833ecdac3d53134efabb\
+        &dn=a+b%20c&tr=udp%3A%2F%2Ft%3A1&ws=http://w/&x.pe=1.2.3.4:5&x.pe=[::1]:6&x.pe=h:7";
+    let mut accepted = 0;
+    for i in 0..link.len() {
+        for c in ["%", "&", "=", "+", ":", "[", "]", ".", "0", "é", ""] {
+            let mut m = link.as_bytes().to_vec();
+            m.splice(i..i + 1, c.bytes());
+            let Ok(s) = String::from_utf8(m) else {
+                continue;
+            };
+            if let Ok(magnet) = metainfo::Magnet::parse(&s) {
+                accepted += 1;
+                assert_eq!(
+                    metainfo::Magnet::parse(&magnet.to_string()),
+                    Ok(magnet),
+                    "{s}"
+                );
+            }
+        }
+    }
+    assert!(accepted > 100, "only {accepted} parsed");
+}
