@@ -74,6 +74,15 @@ struct CreateArgs {
     /// Comment stored in the torrent.
     #[arg(long, env = "BTT_COMMENT")]
     comment: Option<String>,
+    /// Make a BitTorrent v2-only torrent (BEP 52: per-file SHA-256 Merkle trees).
+    #[arg(long, env = "BTT_V2", conflicts_with = "hybrid")]
+    v2: bool,
+    /// Make a hybrid torrent: v1 and v2 at once, with pad files, readable by every client.
+    #[arg(long, env = "BTT_HYBRID")]
+    hybrid: bool,
+    /// Web seed URL (BEP 19) serving the files (repeatable).
+    #[arg(long = "web-seed", env = "BTT_WEB_SEED", value_delimiter = ',')]
+    web_seeds: Vec<String>,
 }
 
 #[derive(Args)]
@@ -114,12 +123,36 @@ struct SessionArgs {
     /// Seconds between progress log lines when not on a terminal.
     #[arg(long, env = "BTT_LOG_INTERVAL", default_value_t = 5)]
     log_interval: u64,
+    #[command(flatten)]
+    discovery: DiscoveryArgs,
+}
+
+#[derive(Args, Clone)]
+struct DiscoveryArgs {
+    /// Turn the DHT off (peers then come only from trackers, PEX, LSD and `--peer`).
+    #[arg(long, env = "BTT_NO_DHT")]
+    no_dht: bool,
+    /// DHT node to bootstrap from, HOST:PORT (repeatable; default: the public routers).
+    #[arg(long = "dht-bootstrap", env = "BTT_DHT_BOOTSTRAP", value_delimiter = ',')]
+    dht_bootstrap: Vec<String>,
+    /// UDP port of the DHT node (default: a free one).
+    #[arg(long, env = "BTT_DHT_PORT")]
+    dht_port: Option<u16>,
+    /// Query the DHT without serving it (BEP 43 read-only node).
+    #[arg(long, env = "BTT_DHT_READ_ONLY")]
+    dht_read_only: bool,
+    /// Turn local service discovery (BEP 14 multicast on the LAN) off.
+    #[arg(long, env = "BTT_NO_LSD")]
+    no_lsd: bool,
+    /// Turn peer exchange (BEP 11) off.
+    #[arg(long, env = "BTT_NO_PEX")]
+    no_pex: bool,
 }
 
 #[derive(Args)]
 struct DownloadArgs {
-    /// The .torrent file.
-    torrent: PathBuf,
+    /// The .torrent file, or a magnet link (`magnet:?xt=urn:btih:…`).
+    torrent: String,
     /// Directory to download into.
     #[arg(short, long, env = "BTT_OUTPUT")]
     output: PathBuf,
@@ -191,6 +224,14 @@ fn create(a: CreateArgs) -> Result<()> {
         trackers: a.trackers,
         private: a.private,
         comment: a.comment,
+        version: if a.v2 {
+            metainfo::MetaVersion::V2
+        } else if a.hybrid {
+            metainfo::MetaVersion::Hybrid
+        } else {
+            metainfo::MetaVersion::V1
+        },
+        web_seeds: a.web_seeds,
         creation_date: Some(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -215,6 +256,7 @@ fn create(a: CreateArgs) -> Result<()> {
 fn info(a: InfoArgs) -> Result<()> {
     let t = load_torrent(&a.torrent)?;
     let files: Vec<(String, u64)> = (0..t.info.files.len())
+        .filter(|&i| !t.info.files[i].pad)
         .map(|i| {
             (
                 t.info.file_path(i).display().to_string(),
@@ -225,6 +267,10 @@ fn info(a: InfoArgs) -> Result<()> {
     if a.json {
         let v = serde_json::json!({
             "info_hash": t.info_hash.to_hex(),
+            "info_hash_v1": t.info_hashes.v1.map(|h| h.to_hex()),
+            "info_hash_v2": t.info_hashes.v2.map(|h| h.to_hex()),
+            "version": version_name(t.info.version),
+            "web_seeds": t.url_list,
             "name": t.info.name,
             "piece_length": t.info.piece_length,
             "num_pieces": t.info.num_pieces(),
@@ -240,7 +286,13 @@ fn info(a: InfoArgs) -> Result<()> {
         return Ok(());
     }
     println!("name:         {}", t.info.name);
-    println!("info-hash:    {}", t.info_hash);
+    println!("version:      {}", version_name(t.info.version));
+    if let Some(h) = t.info_hashes.v1 {
+        println!("info-hash v1: {}", h.to_hex());
+    }
+    if let Some(h) = t.info_hashes.v2 {
+        println!("info-hash v2: {}", h.to_hex());
+    }
     println!(
         "size:         {} ({} bytes)",
         progress::bytes(t.info.total_length),
@@ -271,6 +323,14 @@ fn info(a: InfoArgs) -> Result<()> {
     Ok(())
 }
 
+fn version_name(v: metainfo::MetaVersion) -> &'static str {
+    match v {
+        metainfo::MetaVersion::V1 => "v1",
+        metainfo::MetaVersion::V2 => "v2",
+        metainfo::MetaVersion::Hybrid => "hybrid",
+    }
+}
+
 fn data_dir(arg: &Option<PathBuf>) -> PathBuf {
     if let Some(d) = arg {
         return d.clone();
@@ -285,9 +345,29 @@ fn data_dir(arg: &Option<PathBuf>) -> PathBuf {
 }
 
 async fn start_session(s: &SessionArgs) -> Result<Session> {
+    let data_dir = data_dir(&s.data_dir);
+    let d = &s.discovery;
+    let dht = (!d.no_dht).then(|| dht::Config {
+        bootstrap: if d.dht_bootstrap.is_empty() {
+            dht::Config::default().bootstrap
+        } else {
+            d.dht_bootstrap.clone()
+        },
+        bind_address: match s.listen_ip {
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+        },
+        port: d.dht_port,
+        read_only: d.dht_read_only,
+        routing_table_path: Some(data_dir.join("dht-nodes")),
+        ..dht::Config::default()
+    });
     let config = Config {
+        lsd: !d.no_lsd,
+        pex: !d.no_pex,
+        dht,
         listen: SocketAddr::new(s.listen_ip, s.listen_port),
-        data_dir: data_dir(&s.data_dir),
+        data_dir,
         max_connections: s.max_connections.max(1) * 4,
         max_connections_per_torrent: s.max_connections.max(1),
         upload_slots: s.upload_slots.max(1),
@@ -314,10 +394,21 @@ async fn shutdown_signal() {
 }
 
 async fn download(a: DownloadArgs) -> Result<()> {
-    let torrent = load_torrent(&a.torrent)?;
     let session = start_session(&a.session).await?;
+    let (torrent, mut peers) = if a.torrent.starts_with("magnet:") {
+        let magnet = metainfo::Magnet::parse(&a.torrent)
+            .map_err(|e| anyhow::anyhow!("not a valid magnet link: {e}"))?;
+        tokio::select! {
+            r = resolve_magnet(&session, &magnet, &a.session) => r?,
+            _ = shutdown_signal() => bail!("interrupted while fetching the torrent's metadata"),
+        }
+    } else {
+        (load_torrent(Path::new(&a.torrent))?, Vec::new())
+    };
+    peers.extend(a.session.peers.iter().copied());
     let mut add = AddTorrent::new(torrent, a.output.clone());
-    add.peers = a.session.peers.clone();
+    add.web_seeds = add.torrent.url_list.clone();
+    add.peers = peers;
     let handle = session.add_torrent(add).await?;
     tracing::info!("listening on port {}", session.listen_port());
     let started = Instant::now();
@@ -352,6 +443,44 @@ async fn download(a: DownloadArgs) -> Result<()> {
     }
     session.shutdown().await;
     Ok(())
+}
+
+/// The torrent behind a magnet link: from the metadata cache in the data dir if an earlier run
+/// fetched it, else from peers (then cached, so a restarted download resumes without peers
+/// having to serve the metadata again). Returns it with the peers that answered.
+async fn resolve_magnet(
+    session: &Session,
+    magnet: &metainfo::Magnet,
+    args: &SessionArgs,
+) -> Result<(Torrent, Vec<SocketAddr>)> {
+    let cache_dir = data_dir(&args.data_dir).join("metadata");
+    let key = magnet
+        .info_hash_v1
+        .map(|h| h.to_hex())
+        .or_else(|| magnet.info_hash_v2.map(|h| h.to_hex()))
+        .unwrap_or_default();
+    let cached = cache_dir.join(format!("{key}.torrent"));
+    if let Ok(bytes) = std::fs::read(&cached) {
+        if let Ok(t) = Torrent::from_bytes(&bytes) {
+            if magnet.matches(&t) {
+                tracing::info!("metadata found in {}", cached.display());
+                return Ok((t, magnet.peers.clone()));
+            }
+        }
+    }
+    eprintln!("fetching metadata for {key} …");
+    let fetched = session
+        .fetch_metadata(magnet, args.peers.clone())
+        .await?;
+    let write = std::fs::create_dir_all(&cache_dir).and_then(|()| {
+        let tmp = cached.with_extension("tmp");
+        std::fs::write(&tmp, fetched.torrent.to_bytes())?;
+        std::fs::rename(&tmp, &cached)
+    });
+    if let Err(e) = write {
+        tracing::warn!("cannot cache the metadata in {}: {e}", cached.display());
+    }
+    Ok((fetched.torrent, fetched.peers))
 }
 
 fn summary_json(handle: &TorrentHandle, s: &Stats, elapsed: Duration) -> serde_json::Value {
@@ -408,6 +537,7 @@ async fn seed(a: SeedArgs) -> Result<()> {
     let session = start_session(&a.session).await?;
     let mut add = AddTorrent::new(torrent, a.dir.clone());
     add.seed_only = true;
+    add.web_seeds = add.torrent.url_list.clone();
     add.peers = a.session.peers.clone();
     let handle = session.add_torrent(add).await?;
     eprintln!(

@@ -11,7 +11,7 @@ use metainfo::Torrent;
 type FileSpec = (Vec<String>, u64);
 
 /// Options for [`create_torrent`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CreateOptions {
     /// Piece size in bytes (a power of two ≥ 16 KiB); `None` picks one by total size.
     pub piece_length: Option<u32>,
@@ -23,6 +23,24 @@ pub struct CreateOptions {
     pub comment: Option<String>,
     /// Unix time to record as creation date.
     pub creation_date: Option<i64>,
+    /// v1 (the default), v2-only or hybrid (BEP 52).
+    pub version: metainfo::MetaVersion,
+    /// Web seed URLs (BEP 19 `url-list`).
+    pub web_seeds: Vec<String>,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        Self {
+            piece_length: None,
+            trackers: Vec::new(),
+            private: false,
+            comment: None,
+            creation_date: None,
+            version: metainfo::MetaVersion::V1,
+            web_seeds: Vec::new(),
+        }
+    }
 }
 
 /// Why a torrent could not be created.
@@ -125,8 +143,43 @@ pub fn create_torrent(path: &Path, opts: &CreateOptions) -> Result<Torrent, Crea
     if let Some(d) = opts.creation_date {
         builder = builder.creation_date(d);
     }
-    let pieces = hash_pieces(&sources, builder.piece_len(), builder.piece_count())?;
-    Ok(builder.build(pieces)?)
+    builder = builder.meta_version(opts.version);
+    let mut torrent = if opts.version == metainfo::MetaVersion::V1 {
+        let pieces = hash_pieces(&sources, builder.piece_len(), builder.piece_count())?;
+        builder.build(pieces)?
+    } else {
+        let hashes = hash_v2(&sources, builder.torrent_hasher())?;
+        builder.build_hashed(hashes)?
+    };
+    torrent.url_list = opts.web_seeds.clone();
+    Ok(torrent)
+}
+
+/// Hashes the files for a v2 or hybrid torrent: per-file Merkle trees (and the v1 pieces of a
+/// hybrid), reading each file once, in order.
+fn hash_v2(
+    files: &[(PathBuf, u64)],
+    mut hasher: metainfo::create::TorrentHasher,
+) -> Result<metainfo::create::Hashes, CreateError> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 1 << 20];
+    for (p, len) in files {
+        let mut f = File::open(p).map_err(io_err(p))?;
+        let mut left = *len;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = f.read(&mut buf[..want]).map_err(io_err(p))?;
+            if n == 0 {
+                return Err(CreateError::Input(format!(
+                    "{} changed while it was being hashed",
+                    p.display()
+                )));
+            }
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+    }
+    Ok(hasher.finish()?)
 }
 
 /// Hashes the concatenation of `files` in pieces, spreading pieces over the available cores.

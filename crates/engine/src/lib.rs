@@ -27,7 +27,9 @@
 
 pub mod choker;
 pub mod create;
+mod discovery;
 pub mod lsd;
+mod magnet;
 mod peer;
 pub mod picker;
 pub mod ratelimit;
@@ -36,9 +38,11 @@ mod session;
 pub mod storage;
 mod torrent;
 mod transport;
+mod webseed;
 
 pub use session::{AddTorrent, Config, Session};
 pub use torrent::{State, Stats, TorrentHandle};
+pub use magnet::MetadataFetched;
 pub use transport::Transport;
 
 /// What can go wrong in the session.
@@ -69,6 +73,12 @@ pub enum Error {
         /// Pieces in the torrent.
         total: u32,
     },
+    /// The DHT node could not start.
+    #[error(transparent)]
+    Dht(#[from] dht::Error),
+    /// A magnet link could not be turned into a torrent.
+    #[error("magnet link: {0}")]
+    Magnet(String),
     /// The torrent stopped because of an error.
     #[error("torrent stopped: {0}")]
     Stopped(String),

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use wire::{Bitfield, BlockRef, ExtendedHandshake, FrameDecoder, Handshake, Message, BLOCK_SIZE};
 
 use crate::picker::{BlockOutcome, PeerKey};
-use crate::session::CLIENT_VERSION;
+use crate::session::{SessionShared, CLIENT_VERSION};
 use crate::torrent::{register_peer, PeerCmd, PeerCounters, Shared};
 use crate::transport::{BoxWrite, PeerStream};
 
@@ -45,16 +45,38 @@ const MAX_REQUEST_LEN: u32 = 128 * 1024;
 const MAX_VERIFYING: usize = 16;
 /// Bytes of blocks the writer reads and sends in one batch.
 const UPLOAD_BATCH_BYTES: usize = 256 * 1024;
+/// Our extended-message id for `ut_pex` (BEP 11); peers send PEX to us under it.
+pub(crate) const UT_PEX_ID: u8 = 1;
+/// Our extended-message id for `ut_metadata` (BEP 9).
+pub(crate) const UT_METADATA_ID: u8 = 3;
+/// How often we send a peer a PEX message, and the shortest gap we accept between theirs
+/// (BEP 11: at most once a minute).
+const PEX_INTERVAL: Duration = Duration::from_secs(60);
+/// Peers named in one PEX message, each for added and dropped (BEP 11: 50).
+const PEX_MAX_PEERS: usize = 50;
 
 /// Connects to `addr`, handshakes and runs the connection.
 pub(crate) async fn dial(shared: Arc<Shared>, addr: SocketAddr) {
+    let ours = shared.handshake();
+    match connect(&shared.session, addr, ours).await {
+        Ok((stream, hs)) => run(shared, stream, addr, hs, true).await,
+        Err(e) => tracing::debug!(%addr, "{e}"),
+    }
+}
+
+/// Opens a connection to `addr` and exchanges handshakes. Fails unless the peer answers for the
+/// same info-hash and is not ourselves.
+pub(crate) async fn connect(
+    session: &SessionShared,
+    addr: SocketAddr,
+    ours: Handshake,
+) -> Result<(PeerStream, Handshake), String> {
     let connect = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr));
     let mut stream = match connect.await {
         Ok(Ok(s)) => PeerStream::tcp(s),
-        Ok(Err(e)) => return tracing::debug!(%addr, "connect failed: {e}"),
-        Err(_) => return tracing::debug!(%addr, "connect timed out"),
+        Ok(Err(e)) => return Err(format!("connect failed: {e}")),
+        Err(_) => return Err("connect timed out".into()),
     };
-    let ours = Handshake::new(shared.info_hash, shared.session.peer_id);
     let theirs = async {
         stream.wr.write_all(&ours.encode()).await?;
         let mut buf = [0u8; wire::HANDSHAKE_LEN];
@@ -63,13 +85,16 @@ pub(crate) async fn dial(shared: Arc<Shared>, addr: SocketAddr) {
     };
     let hs = match tokio::time::timeout(Duration::from_secs(30), theirs).await {
         Ok(Ok(hs)) => hs,
-        Ok(Err(e)) => return tracing::debug!(%addr, "handshake failed: {e}"),
-        Err(_) => return tracing::debug!(%addr, "handshake timed out"),
+        Ok(Err(e)) => return Err(format!("handshake failed: {e}")),
+        Err(_) => return Err("handshake timed out".into()),
     };
-    if hs.info_hash != shared.info_hash || hs.peer_id == shared.session.peer_id {
-        return;
+    if hs.info_hash != ours.info_hash {
+        return Err("peer answered for another torrent".into());
     }
-    run(shared, stream, addr, hs).await;
+    if hs.peer_id == session.peer_id {
+        return Err("connected to ourselves".into());
+    }
+    Ok((stream, hs))
 }
 
 /// Outgoing data shared between the reader and the writer.
@@ -123,12 +148,31 @@ struct Conn {
     last_block: Instant,
     last_keepalive: Instant,
     picks: Vec<BlockRef>,
+    /// The peer's extended-message ids for the extensions we use.
+    their_ut_metadata: Option<u8>,
+    their_ut_pex: Option<u8>,
+    /// PEX state: when we last sent and received one, and the peers we last told about.
+    pex_sent_at: Option<Instant>,
+    pex_received_at: Option<Instant>,
+    pex_told: std::collections::HashSet<SocketAddr>,
 }
 
 /// Runs a connection whose handshakes are done.
-pub(crate) async fn run(shared: Arc<Shared>, stream: PeerStream, addr: SocketAddr, hs: Handshake) {
+///
+/// `outgoing` says we dialled `addr`, so it is where the peer accepts connections (what PEX
+/// passes on); for an incoming connection that is learnt from the peer's extended handshake.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    stream: PeerStream,
+    addr: SocketAddr,
+    hs: Handshake,
+    outgoing: bool,
+) {
     let counters = Arc::new(PeerCounters::default());
-    let Some((key, mut cmds)) = register_peer(&shared, addr, hs.peer_id, counters.clone()) else {
+    let listen_addr = outgoing.then_some(addr);
+    let Some((key, mut cmds)) =
+        register_peer(&shared, addr, listen_addr, hs.peer_id, counters.clone())
+    else {
         return;
     };
     tracing::debug!(%addr, client = %String::from_utf8_lossy(&hs.peer_id[..8]),
@@ -167,6 +211,11 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: PeerStream, addr: SocketAdd
         last_block: now,
         last_keepalive: now,
         picks: Vec::new(),
+        their_ut_metadata: None,
+        their_ut_pex: None,
+        pex_sent_at: None,
+        pex_received_at: None,
+        pex_told: std::collections::HashSet::new(),
     };
     conn.greet(&hs);
 
@@ -222,7 +271,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: PeerStream, addr: SocketAdd
 impl Conn {
     fn greet(&mut self, hs: &Handshake) {
         if hs.supports_extensions() {
-            let ext = ExtendedHandshake {
+            let mut ext = ExtendedHandshake {
                 v: Some(CLIENT_VERSION.to_owned()),
                 p: Some(self.shared.session.listen_port),
                 reqq: Some(MAX_INCOMING_REQUESTS as u32),
@@ -231,8 +280,13 @@ impl Conn {
                     IpAddr::V6(ip) => ip.octets().to_vec(),
                 }),
                 upload_only: self.shared.seed_only,
+                metadata_size: Some(self.shared.info_bytes.len() as u64),
                 ..Default::default()
             };
+            ext.m.insert("ut_metadata".into(), UT_METADATA_ID);
+            if self.shared.pex_enabled() {
+                ext.m.insert("ut_pex".into(), UT_PEX_ID);
+            }
             self.out.send(&Message::Extended {
                 id: 0,
                 payload: &ext.encode(),
@@ -347,17 +401,125 @@ impl Conn {
                 }
             }
             Message::Piece { index, begin, data } => self.on_piece(index, begin, data),
-            Message::Extended { id, payload } => {
-                if id == 0 {
-                    if let Ok(ext) = ExtendedHandshake::decode(payload) {
-                        if let Some(q) = ext.reqq {
-                            self.peer_reqq = (q as usize).clamp(1, MAX_QUEUE);
-                        }
+            Message::Extended { id, payload } => self.on_extended(id, payload),
+        }
+        Ok(())
+    }
+
+    fn on_extended(&mut self, id: u8, payload: &[u8]) {
+        match id {
+            0 => {
+                let Ok(ext) = ExtendedHandshake::decode(payload) else {
+                    return;
+                };
+                if let Some(q) = ext.reqq {
+                    self.peer_reqq = (q as usize).clamp(1, MAX_QUEUE);
+                }
+                let nonzero = |name: &str| ext.m.get(name).copied().filter(|&i| i != 0);
+                self.their_ut_metadata = nonzero("ut_metadata");
+                self.their_ut_pex = nonzero("ut_pex");
+                if let Some(port) = ext.p.filter(|&p| p != 0) {
+                    let listen = SocketAddr::new(self.addr.ip(), port);
+                    if let Some(p) = self.shared.lock().peers.get_mut(&self.key) {
+                        p.listen_addr = Some(listen);
                     }
                 }
             }
+            UT_METADATA_ID => {
+                let (Some(their_id), Ok(wire::MetadataMessage::Request { piece })) = (
+                    self.their_ut_metadata,
+                    wire::MetadataMessage::decode(payload),
+                ) else {
+                    return;
+                };
+                let mut answer = Vec::new();
+                wire::MetadataMessage::answer(&self.shared.info_bytes, piece).encode(&mut answer);
+                self.out.send(&Message::Extended {
+                    id: their_id,
+                    payload: &answer,
+                });
+            }
+            UT_PEX_ID if self.shared.pex_enabled() => {
+                let now = Instant::now();
+                // A peer that floods PEX is ignored until a minute has passed.
+                if self
+                    .pex_received_at
+                    .is_some_and(|t| now.duration_since(t) < PEX_INTERVAL / 2)
+                {
+                    return;
+                }
+                self.pex_received_at = Some(now);
+                if let Ok(pex) = wire::PexMessage::decode(payload) {
+                    let found: Vec<SocketAddr> = pex
+                        .added
+                        .iter()
+                        .take(PEX_MAX_PEERS)
+                        .map(|p| p.addr)
+                        .filter(|a| a.port() != 0)
+                        .collect();
+                    if !found.is_empty() {
+                        tracing::debug!(peers = found.len(), from = %self.addr, "peers from pex");
+                        self.shared.add_candidates(found);
+                    }
+                }
+            }
+            _ => {}
         }
-        Ok(())
+    }
+
+    /// Sends the peer a PEX message with the connectable peers added and dropped since the last
+    /// one, at most once per [`PEX_INTERVAL`].
+    fn send_pex(&mut self, now: Instant) {
+        let Some(their_id) = self.their_ut_pex else {
+            return;
+        };
+        if !self.shared.pex_enabled()
+            || self
+                .pex_sent_at
+                .is_some_and(|t| now.duration_since(t) < PEX_INTERVAL)
+        {
+            return;
+        }
+        let current: std::collections::HashSet<SocketAddr> = {
+            let inner = self.shared.lock();
+            inner
+                .peers
+                .iter()
+                .filter(|(k, _)| **k != self.key)
+                .filter_map(|(_, p)| p.listen_addr.map(|a| (a, p.is_seed)))
+                .map(|(a, _)| a)
+                .collect()
+        };
+        let added: Vec<wire::PexPeer> = current
+            .difference(&self.pex_told)
+            .take(PEX_MAX_PEERS)
+            .map(|&addr| wire::PexPeer {
+                addr,
+                flags: wire::PEX_REACHABLE,
+            })
+            .collect();
+        let dropped: Vec<SocketAddr> = self
+            .pex_told
+            .difference(&current)
+            .take(PEX_MAX_PEERS)
+            .copied()
+            .collect();
+        if added.is_empty() && dropped.is_empty() && self.pex_sent_at.is_some() {
+            return;
+        }
+        self.pex_sent_at = Some(now);
+        for p in &added {
+            self.pex_told.insert(p.addr);
+        }
+        for a in &dropped {
+            self.pex_told.remove(a);
+        }
+        let mut payload = Vec::new();
+        wire::PexMessage { added, dropped }.encode(&mut payload);
+        self.out.send(&Message::Extended {
+            id: their_id,
+            payload: &payload,
+        });
     }
 
     fn replace_bits(&mut self, bits: Bitfield) {
@@ -563,6 +725,7 @@ impl Conn {
         if now.duration_since(self.last_recv) > IDLE_TIMEOUT {
             return Err("idle".into());
         }
+        self.send_pex(now);
         if now.duration_since(self.last_keepalive) > KEEPALIVE {
             self.last_keepalive = now;
             self.out.send(&Message::KeepAlive);

@@ -87,6 +87,9 @@ pub struct Picker {
     /// Piece buffers returned by [`Picker::recycle`]. Reusing them keeps the allocator from
     /// scattering megabyte buffers over per-thread arenas (the blocking threads that hash them).
     spare_buffers: Vec<PieceBuf>,
+    /// Pieces that end in padding (BEP 47 pad files, v2 file alignment): bytes of real data. The
+    /// blocks wholly past it are zeros by definition, never requested and count as received.
+    real_len: HashMap<u32, u32>,
 }
 
 /// Piece buffers kept for reuse.
@@ -108,7 +111,23 @@ impl Picker {
             rng: SmallRng::seed_from_u64(seed),
             verifying_count: 0,
             spare_buffers: Vec::new(),
+            real_len: HashMap::new(),
         }
+    }
+
+    /// Declares that piece `index` holds only `real_len` bytes of data followed by zero padding,
+    /// which is filled in locally instead of being downloaded.
+    pub fn set_real_len(&mut self, index: u32, real_len: u32) {
+        if index < self.num_pieces && real_len < self.piece_size(index) {
+            self.real_len.insert(index, real_len);
+        }
+    }
+
+    /// Index of the first block of `index` that is pure padding (`blocks_in` if none).
+    fn first_pad_block(&self, index: u32) -> u32 {
+        self.real_len
+            .get(&index)
+            .map_or(self.blocks_in(index), |&r| r.div_ceil(BLOCK_SIZE).max(1))
     }
 
     /// Pieces we have (verified).
@@ -210,13 +229,18 @@ impl Picker {
             let Some(index) = self.pick_new_piece(peer_has, allowed) else {
                 break;
             };
-            let blocks = vec![Block::default(); self.blocks_in(index) as usize];
+            let mut blocks = vec![Block::default(); self.blocks_in(index) as usize];
+            let first_pad = self.first_pad_block(index) as usize;
+            for b in &mut blocks[first_pad..] {
+                b.received = true;
+            }
+            let padding = (blocks.len() - first_pad) as u32;
             let parole_owner = self.parole.contains_key(&index).then_some(peer);
             self.partial.insert(
                 index,
                 Partial {
                     blocks,
-                    received: 0,
+                    received: padding,
                     buf: None,
                     parole_owner,
                 },
@@ -335,6 +359,7 @@ impl Picker {
         let b = (begin / BLOCK_SIZE) as usize;
         let expect = self.block_ref(index, b as u32);
         let piece_size = self.piece_size(index) as usize;
+        let pad_from = (self.first_pad_block(index) * BLOCK_SIZE) as usize;
         let Some(p) = self.partial.get_mut(&index) else {
             return BlockOutcome::Unwanted;
         };
@@ -361,6 +386,9 @@ impl Picker {
         let buf = p.buf.get_or_insert_with(|| {
             let mut b = self.spare_buffers.pop().unwrap_or_default();
             b.set_len(piece_size);
+            if let Some(pad) = b.get_mut(pad_from..) {
+                pad.fill(0);
+            }
             b
         });
         buf[begin as usize..begin as usize + data.len()].copy_from_slice(data);

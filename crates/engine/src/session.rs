@@ -46,6 +46,10 @@ pub struct Config {
     pub lsd: bool,
     /// Peer exchange (BEP 11) with peers that support it, for torrents that are not private.
     pub pex: bool,
+    /// The Mainline DHT (BEP 5): find peers for torrents that are not private and announce them.
+    /// `None` (the default for library users) leaves it off; the CLI turns it on with the public
+    /// bootstrap routers.
+    pub dht: Option<dht::Config>,
 }
 
 impl Default for Config {
@@ -66,6 +70,7 @@ impl Default for Config {
             },
             lsd: false,
             pex: true,
+            dht: None,
         }
     }
 }
@@ -85,6 +90,8 @@ pub struct AddTorrent {
     pub download_rate_limit: u64,
     /// Per-torrent upload limit in bytes per second (0 = unlimited).
     pub upload_rate_limit: u64,
+    /// Web seeds (BEP 19): HTTP URLs serving the torrent's files.
+    pub web_seeds: Vec<String>,
 }
 
 impl AddTorrent {
@@ -97,6 +104,7 @@ impl AddTorrent {
             peers: Vec::new(),
             download_rate_limit: 0,
             upload_rate_limit: 0,
+            web_seeds: Vec::new(),
         }
     }
 }
@@ -109,6 +117,7 @@ pub(crate) struct SessionShared {
     pub(crate) download_limit: RateLimiter,
     pub(crate) upload_limit: RateLimiter,
     pub(crate) connections: std::sync::atomic::AtomicUsize,
+    pub(crate) dht: Option<Arc<dht::Dht>>,
     torrents: Mutex<HashMap<[u8; 20], TorrentHandle>>,
 }
 
@@ -184,7 +193,12 @@ impl Session {
                 source,
             })?
             .port();
+        let dht = match &config.dht {
+            Some(c) => Some(Arc::new(dht::Dht::start(c.clone())?)),
+            None => None,
+        };
         let shared = Arc::new(SessionShared {
+            dht,
             peer_id: random_peer_id(),
             listen_port,
             download_limit: RateLimiter::new(config.download_rate_limit),
@@ -210,6 +224,22 @@ impl Session {
         self.shared.peer_id
     }
 
+    /// The DHT node's UDP address, when the DHT is on.
+    pub fn dht_addr(&self) -> Option<SocketAddr> {
+        self.shared.dht.as_ref().map(|d| d.local_addr())
+    }
+
+    /// Finds peers for a magnet link (its `x.pe` peers, `extra_peers`, its trackers and the DHT)
+    /// and fetches the info dictionary from them (BEP 9). Runs until a peer delivers metadata that
+    /// matches the link's info-hash; put a timeout around it to give up earlier.
+    pub async fn fetch_metadata(
+        &self,
+        magnet: &metainfo::Magnet,
+        extra_peers: Vec<SocketAddr>,
+    ) -> Result<crate::MetadataFetched, Error> {
+        crate::magnet::fetch(self.shared.clone(), magnet, extra_peers).await
+    }
+
     /// Adds a torrent: checks existing data, then starts trackers and peers.
     pub async fn add_torrent(&self, add: AddTorrent) -> Result<TorrentHandle, Error> {
         let hash = add.torrent.info_hash.0;
@@ -223,11 +253,12 @@ impl Session {
             return Err(Error::Duplicate(add.torrent.info_hash.to_hex()));
         }
         let handle = torrent::start(self.shared.clone(), add).await?;
-        self.shared
-            .torrents
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(hash, handle.clone());
+        let mut torrents = self.shared.torrents();
+        torrents.insert(hash, handle.clone());
+        // A hybrid torrent answers to its truncated v2 hash too (BEP 52).
+        if let Some(alt) = handle.alt_info_hash() {
+            torrents.insert(alt, handle.clone());
+        }
         Ok(handle)
     }
 
@@ -243,6 +274,10 @@ impl Session {
             .collect();
         for t in torrents {
             t.stop().await;
+        }
+        if let Some(dht) = &self.shared.dht {
+            let dht = dht.clone();
+            let _ = tokio::task::spawn_blocking(move || dht.save_routing_table()).await;
         }
     }
 }

@@ -108,9 +108,21 @@ impl Storage {
         &self.paths[i]
     }
 
+    /// Paths of the files that live on disk (every file but BEP 47 pad files).
+    pub fn data_paths(&self) -> Vec<&Path> {
+        (0..self.paths.len())
+            .filter(|&i| !self.info.files[i].pad)
+            .map(|i| self.paths[i].as_path())
+            .collect()
+    }
+
     /// Creates every file (and its directories) at its final length, sparse. Existing data is kept.
+    /// Pad files are never created.
     pub fn allocate(&self) -> Result<(), StorageError> {
         for i in 0..self.paths.len() {
+            if self.info.files[i].pad {
+                continue;
+            }
             let f = self.open(i)?;
             let want = self.info.files[i].length;
             let have = f.metadata().map_err(|e| self.err("stat", i, e))?.len();
@@ -121,11 +133,19 @@ impl Storage {
         Ok(())
     }
 
-    /// Current on-disk lengths of the files (`None` for a missing file).
+    /// Current on-disk lengths of the files (`None` for a missing file). Pad files, which are
+    /// never on disk, count as present at their full length.
     pub fn file_lengths(&self) -> Vec<Option<u64>> {
         self.paths
             .iter()
-            .map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
+            .zip(&self.info.files)
+            .map(|(p, f)| {
+                if f.pad {
+                    Some(f.length)
+                } else {
+                    std::fs::metadata(p).ok().map(|m| m.len())
+                }
+            })
             .collect()
     }
 
@@ -164,9 +184,12 @@ impl Storage {
     pub fn write_piece(&self, index: u32, data: &[u8]) -> Result<(), StorageError> {
         let mut done = 0usize;
         for span in self.info.piece_spans(index, 0, data.len() as u32) {
-            let f = self.open(span.file)?;
             let chunk = &data[done..done + span.len as usize];
             done += span.len as usize;
+            if self.info.files[span.file].pad {
+                continue;
+            }
+            let f = self.open(span.file)?;
             if self.write_direct(span.file, chunk, span.file_offset) {
                 continue;
             }
@@ -208,12 +231,17 @@ impl Storage {
         }
     }
 
-    /// Reads `buf.len()` bytes of piece `index` starting at `begin`.
+    /// Reads `buf.len()` bytes of piece `index` starting at `begin` (pad files read as zeros).
     pub fn read(&self, index: u32, begin: u32, buf: &mut [u8]) -> Result<(), StorageError> {
         let mut done = 0usize;
         for span in self.info.piece_spans(index, begin, buf.len() as u32) {
-            let f = self.open(span.file)?;
             let chunk = &mut buf[done..done + span.len as usize];
+            if self.info.files[span.file].pad {
+                chunk.fill(0);
+                done += span.len as usize;
+                continue;
+            }
+            let f = self.open(span.file)?;
             f.read_exact_at(chunk, span.file_offset)
                 .map_err(|e| self.err("read", span.file, e))?;
             done += span.len as usize;
@@ -222,15 +250,13 @@ impl Storage {
     }
 
     /// Whether piece `index` is on disk with the right hash. Missing or short files count as "no".
-    pub fn check_piece(&self, index: u32, buf: &mut Vec<u8>) -> bool {
+    pub fn check_piece(&self, index: u32, buf: &mut Vec<u8>, hashes: &PieceHashes) -> bool {
         let size = self.info.piece_size(index) as usize;
         buf.resize(size, 0);
         if self.read(index, 0, buf).is_err() {
             return false;
         }
-        self.info
-            .piece_hash(index)
-            .is_some_and(|h| sha1_digest(buf) == *h)
+        hashes.piece_ok(index, buf)
     }
 
     /// Flushes written data of every open file to stable storage.
@@ -241,6 +267,60 @@ impl Storage {
             }
         }
         Ok(())
+    }
+}
+
+/// What a torrent's pieces must hash to: SHA-1 piece hashes (v1), BEP 52 Merkle roots and piece
+/// layers (v2), or both (hybrid, where a piece must match both).
+#[derive(Debug, Clone)]
+pub struct PieceHashes {
+    info: std::sync::Arc<Info>,
+    /// Piece layers by pieces root, for files longer than one piece.
+    layers: std::collections::BTreeMap<[u8; 32], Vec<[u8; 32]>>,
+}
+
+impl PieceHashes {
+    /// The hashes of `info` with the piece layers of its v2 files.
+    pub fn new(
+        info: std::sync::Arc<Info>,
+        layers: std::collections::BTreeMap<[u8; 32], Vec<[u8; 32]>>,
+    ) -> Self {
+        Self { info, layers }
+    }
+
+    /// Whether `data` (the whole piece, pad bytes included) is piece `index`.
+    pub fn piece_ok(&self, index: u32, data: &[u8]) -> bool {
+        let v = self.info.version;
+        if v.has_v1()
+            && !self
+                .info
+                .piece_hash(index)
+                .is_some_and(|h| sha1_digest(data) == *h)
+        {
+            return false;
+        }
+        !v.has_v2() || self.v2_piece_ok(index, data)
+    }
+
+    fn v2_piece_ok(&self, index: u32, data: &[u8]) -> bool {
+        let Some(p) = self.info.v2_piece(index) else {
+            return false;
+        };
+        let file = &self.info.files[p.file];
+        let (Some(root), Some(real)) = (file.pieces_root, data.get(..p.real_len as usize)) else {
+            return false;
+        };
+        // Bytes past the file's end in this piece are padding and must be zeros.
+        if data[p.real_len as usize..].iter().any(|&b| b != 0) {
+            return false;
+        }
+        if file.length <= u64::from(self.info.piece_length) {
+            return metainfo::merkle::file_root(real) == root;
+        }
+        self.layers
+            .get(&root)
+            .and_then(|l| l.get(p.piece_in_file as usize))
+            .is_some_and(|h| metainfo::merkle::piece_hash(real, self.info.piece_length) == *h)
     }
 }
 
@@ -293,6 +373,7 @@ mod tests {
         }
         assert!(on_disk == data);
         let mut scratch = Vec::new();
-        assert!((0..info.num_pieces()).all(|i| storage.check_piece(i, &mut scratch)));
+        let hashes = PieceHashes::new(info.clone(), Default::default());
+        assert!((0..info.num_pieces()).all(|i| storage.check_piece(i, &mut scratch, &hashes)));
     }
 }

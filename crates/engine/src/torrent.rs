@@ -19,7 +19,7 @@ use crate::picker::{PeerKey, Picker};
 use crate::ratelimit::RateLimiter;
 use crate::resume::{self, ResumeData};
 use crate::session::{AddTorrent, SessionShared};
-use crate::storage::{sha1_digest, Storage};
+use crate::storage::{PieceHashes, Storage};
 use crate::transport::PeerStream;
 use crate::Error;
 
@@ -109,6 +109,8 @@ struct Suspect {
 
 pub(crate) struct PeerEntry {
     pub(crate) addr: SocketAddr,
+    /// Where the peer accepts connections, if known (PEX passes these on).
+    pub(crate) listen_addr: Option<SocketAddr>,
     pub(crate) peer_id: [u8; 20],
     pub(crate) cmd: mpsc::UnboundedSender<PeerCmd>,
     pub(crate) interested: bool,
@@ -128,9 +130,11 @@ pub(crate) struct Inner {
     banned_ids: HashSet<[u8; 20]>,
     banned_addrs: HashSet<SocketAddr>,
     banned_list: Vec<String>,
+    /// Sources that are not peers (web seeds) whose data failed a hash check on its own.
+    bad_sources: HashSet<PeerKey>,
     /// Failed pieces with several senders: per block, who sent it and the hash of what they sent.
     /// When the piece later verifies, senders of blocks that differ from the good data are banned.
-    suspects: HashMap<u32, Vec<(Suspect, [u8; 20])>>,
+    suspects: HashMap<u32, Vec<Option<(Suspect, [u8; 32])>>>,
     candidates: VecDeque<SocketAddr>,
     dialing: HashSet<SocketAddr>,
     /// Addresses to dial again after a failed or dropped outgoing connection: attempts so far and
@@ -165,9 +169,15 @@ impl Inner {
 
 pub(crate) struct Shared {
     pub(crate) session: Arc<SessionShared>,
+    /// The info-hash on the wire: v1 for v1 and hybrid torrents, the truncated v2 hash for v2.
     pub(crate) info_hash: [u8; 20],
+    /// A hybrid torrent's truncated v2 hash, which peers may also use for it.
+    pub(crate) alt_info_hash: Option<[u8; 20]>,
+    /// The raw info dictionary, served to peers that fetch metadata (BEP 9).
+    pub(crate) info_bytes: Arc<Vec<u8>>,
     pub(crate) info: Arc<Info>,
     pub(crate) storage: Arc<Storage>,
+    pub(crate) hashes: Arc<PieceHashes>,
     inner: Mutex<Inner>,
     /// Length of `completed_log`, so peer tasks wake when a piece completes.
     pub(crate) have_version: watch::Sender<usize>,
@@ -188,6 +198,16 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Our handshake for this torrent.
+    pub(crate) fn handshake(&self) -> Handshake {
+        Handshake::new(self.info_hash, self.session.peer_id).with_v2(self.info.version.has_v2())
+    }
+
+    /// Whether peers are exchanged with PEX (on in the session, and the torrent is not private).
+    pub(crate) fn pex_enabled(&self) -> bool {
+        self.session.config.pex && !self.info.private
     }
 
     pub(crate) fn next_key(&self) -> PeerKey {
@@ -228,10 +248,7 @@ impl Shared {
         data: crate::storage::PieceBuf,
         from: Vec<PeerKey>,
     ) {
-        let ok = self
-            .info
-            .piece_hash(index)
-            .is_some_and(|h| sha1_digest(&data) == *h);
+        let ok = self.hashes.piece_ok(index, &data);
         if ok {
             if let Err(e) = self.storage.write_piece(index, &data) {
                 tracing::error!("{e}");
@@ -240,9 +257,10 @@ impl Shared {
                 return;
             }
         }
-        let block_hashes = |data: &[u8]| -> Vec<[u8; 20]> {
+        // Per-block SHA-256, the BEP 52 leaf hash: for v2 torrents exactly the Merkle leaves.
+        let block_hashes = |data: &[u8]| -> Vec<[u8; 32]> {
             data.chunks(wire::BLOCK_SIZE as usize)
-                .map(sha1_digest)
+                .map(metainfo::merkle::leaf_hash)
                 .collect()
         };
         let mut inner = self.lock();
@@ -253,9 +271,11 @@ impl Shared {
             inner.resume_dirty = true;
             if let Some(suspects) = inner.suspects.remove(&index) {
                 let good = block_hashes(&data);
-                for ((who, hash), good) in suspects.iter().zip(&good) {
-                    if hash != good {
-                        self.ban(&mut inner, *who);
+                for (suspect, good) in suspects.iter().zip(&good) {
+                    if let Some((who, hash)) = suspect {
+                        if hash != good {
+                            self.ban(&mut inner, *who);
+                        }
                     }
                 }
             }
@@ -281,7 +301,7 @@ impl Shared {
                 })
             })
             .collect();
-        let mut distinct = from.clone();
+        let mut distinct: Vec<PeerKey> = from.iter().copied().filter(|&k| k != 0).collect();
         distinct.sort_unstable();
         distinct.dedup();
         tracing::warn!(
@@ -289,18 +309,21 @@ impl Shared {
             senders = distinct.len(),
             "piece failed its hash check"
         );
-        if let [_] = distinct[..] {
-            if let Some(Some(who)) = senders.first() {
-                self.ban(&mut inner, *who);
+        if let [only] = distinct[..] {
+            match senders.iter().flatten().next() {
+                Some(who) => self.ban(&mut inner, *who),
+                None => {
+                    inner.bad_sources.insert(only);
+                }
             }
         } else {
             let hashes = block_hashes(&data);
-            let record: Option<Vec<(Suspect, [u8; 20])>> = senders
+            let record: Vec<Option<(Suspect, [u8; 32])>> = senders
                 .into_iter()
                 .zip(hashes)
                 .map(|(s, h)| s.map(|s| (s, h)))
                 .collect();
-            if let Some(record) = record {
+            if record.iter().any(Option::is_some) {
                 inner.suspects.insert(index, record);
             }
         }
@@ -351,10 +374,7 @@ impl Shared {
             }
             inner.durable.clone()
         };
-        let paths: Vec<&std::path::Path> = (0..self.info.files.len())
-            .map(|i| self.storage.path(i))
-            .collect();
-        let files = resume::file_stamps(&paths).unwrap_or_default();
+        let files = resume::file_stamps(&self.storage.data_paths()).unwrap_or_default();
         let data = ResumeData {
             info_hash: self.info_hash,
             pieces: durable.clone(),
@@ -443,6 +463,11 @@ impl TorrentHandle {
         let _ = tokio::task::spawn_blocking(move || s.save_resume(false)).await;
     }
 
+    /// A hybrid torrent's truncated v2 info-hash (peers may use either).
+    pub fn alt_info_hash(&self) -> Option<[u8; 20]> {
+        self.shared.alt_info_hash
+    }
+
     /// Whether the torrent is private (BEP 27): peers come only from its trackers.
     pub fn is_private(&self) -> bool {
         self.shared.info.private
@@ -460,7 +485,7 @@ impl TorrentHandle {
             return;
         }
         tokio::spawn(async move {
-            crate::peer::run(shared.clone(), stream, addr, hs).await;
+            crate::peer::run(shared.clone(), stream, addr, hs, false).await;
             shared.session.release_connection();
         });
     }
@@ -487,6 +512,7 @@ fn admit(shared: &Arc<Shared>, addr: &SocketAddr, hs: &Handshake) -> bool {
 pub(crate) fn register_peer(
     shared: &Shared,
     addr: SocketAddr,
+    listen_addr: Option<SocketAddr>,
     peer_id: [u8; 20],
     counters: Arc<PeerCounters>,
 ) -> Option<(PeerKey, mpsc::UnboundedReceiver<PeerCmd>)> {
@@ -500,6 +526,7 @@ pub(crate) fn register_peer(
         key,
         PeerEntry {
             addr,
+            listen_addr,
             peer_id,
             cmd: tx,
             interested: false,
@@ -522,14 +549,21 @@ pub(crate) async fn start(
     let tiers = torrent.trackers();
     let info = Arc::new(torrent.info);
     let info_hash = torrent.info_hash.0;
+    let info_bytes = Arc::new(torrent.info_bytes);
+    let hashes = Arc::new(PieceHashes::new(info.clone(), torrent.piece_layers));
+    let alt_info_hash = match (torrent.info_hashes.v1, torrent.info_hashes.v2) {
+        (Some(_), Some(v2)) => Some(v2.truncated()),
+        _ => None,
+    };
     let storage = Arc::new(Storage::new(info.clone(), &add.dir, !add.seed_only));
     let resume_path = resume::path_for(&session.config.data_dir.join("resume"), &info_hash);
 
     let have = {
         let (info, storage, resume_path) = (info.clone(), storage.clone(), resume_path.clone());
+        let hashes = hashes.clone();
         let seed_only = add.seed_only;
         tokio::task::spawn_blocking(move || {
-            check_existing(&info, &storage, &resume_path, info_hash, seed_only)
+            check_existing(&info, &storage, &hashes, &resume_path, info_hash, seed_only)
         })
         .await
         .map_err(|e| Error::Stopped(format!("checking task failed: {e}")))??
@@ -544,7 +578,14 @@ pub(crate) async fn start(
     }
     let complete = have.all();
     let have_at_start = have.clone();
-    let picker = Picker::new(info.piece_length, info.total_length, have, rand::random());
+    let mut picker = Picker::new(info.piece_length, info.total_length, have, rand::random());
+    if info.version.has_v2() {
+        for i in 0..info.num_pieces() {
+            if let Some(p) = info.v2_piece(i) {
+                picker.set_real_len(i, p.real_len);
+            }
+        }
+    }
     let state = if complete {
         State::Seeding
     } else {
@@ -556,8 +597,11 @@ pub(crate) async fn start(
         upload_limit: RateLimiter::new(add.upload_rate_limit),
         session,
         info_hash,
+        alt_info_hash,
+        info_bytes,
         info,
         storage,
+        hashes,
         inner: Mutex::new(Inner {
             picker,
             peers: HashMap::new(),
@@ -565,6 +609,7 @@ pub(crate) async fn start(
             banned_ids: HashSet::new(),
             banned_addrs: HashSet::new(),
             banned_list: Vec::new(),
+            bad_sources: HashSet::new(),
             suspects: HashMap::new(),
             candidates: VecDeque::new(),
             dialing: HashSet::new(),
@@ -600,6 +645,15 @@ pub(crate) async fn start(
     tokio::spawn(housekeeping(shared.clone()));
     tokio::spawn(dialer(shared.clone()));
     tokio::spawn(announcer(shared.clone(), tiers));
+    tokio::spawn(crate::discovery::dht_announcer(shared.clone()));
+    for url in add.web_seeds {
+        match crate::webseed::WebSeed::new(&url) {
+            Ok(ws) => {
+                tokio::spawn(web_seeder(shared.clone(), ws));
+            }
+            Err(e) => tracing::warn!(%url, "web seed ignored: {e}"),
+        }
+    }
     shared.add_candidates(add.peers);
     Ok(TorrentHandle { shared })
 }
@@ -609,6 +663,7 @@ pub(crate) async fn start(
 fn check_existing(
     info: &Info,
     storage: &Storage,
+    hashes: &PieceHashes,
     resume_path: &std::path::Path,
     info_hash: [u8; 20],
     seed_only: bool,
@@ -622,8 +677,7 @@ fn check_existing(
         .collect();
     let mut have = Bitfield::new(n);
     if let (Some(record), Some(_)) = (resume::load(resume_path, n), stamps) {
-        let paths: Vec<&std::path::Path> = (0..info.files.len()).map(|i| storage.path(i)).collect();
-        if let Some(now) = resume::file_stamps(&paths) {
+        if let Some(now) = resume::file_stamps(&storage.data_paths()) {
             if let Some(trusted) = record.trusted_pieces(&info_hash, &now) {
                 have = trusted.clone();
             }
@@ -653,7 +707,7 @@ fn check_existing(
                         chunk
                             .iter()
                             .copied()
-                            .filter(|&i| storage.check_piece(i, &mut buf))
+                            .filter(|&i| storage.check_piece(i, &mut buf, hashes))
                             .collect::<Vec<u32>>()
                     })
                 })
@@ -852,6 +906,111 @@ fn schedule_redial(shared: &Shared, addr: SocketAddr) {
             Some(Instant::now() + REDIAL_BASE * 2u32.pow(attempts)),
         ),
     );
+}
+
+/// Downloads pieces from one web seed (BEP 19) alongside the peers: it takes blocks from the
+/// picker like a peer that has every piece, fetches each piece's share as one ranged request and
+/// hands the blocks over for verification. A seed that fails keeps backing off; one whose data
+/// failed a hash check is dropped.
+async fn web_seeder(shared: Arc<Shared>, mut ws: crate::webseed::WebSeed) {
+    /// Blocks asked of a web seed at once: a few pieces' worth, so requests stay large.
+    const WEB_SEED_BLOCKS: usize = 256;
+    let key = shared.next_key();
+    let all = Bitfield::full(shared.info.num_pieces());
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut picks = Vec::new();
+    tracing::info!(url = ws.url(), "using web seed");
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if !ws.is_ready(now) {
+            let wait = ws.retry_at().map_or(Duration::from_secs(1), |t| t - now);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
+        picks.clear();
+        {
+            let mut inner = shared.lock();
+            if inner.bad_sources.contains(&key) {
+                tracing::warn!(url = ws.url(), "web seed sent data that failed its hash check; dropped");
+                return;
+            }
+            if inner.picker.is_complete() {
+                let st = ws.stats();
+                tracing::info!(url = ws.url(), bytes = st.bytes_received, requests = st.requests, "web seed done");
+                return;
+            }
+            if inner.picker.verifying_count() < 16 {
+                inner
+                    .picker
+                    .pick(key, &all, WEB_SEED_BLOCKS, None, &mut picks);
+            }
+        }
+        if picks.is_empty() {
+            // Everything left is in flight at peers: look again shortly.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
+        // Contiguous blocks of one piece become one request.
+        let mut i = 0;
+        while i < picks.len() {
+            let first = picks[i];
+            let mut len = first.length;
+            let mut j = i + 1;
+            while j < picks.len()
+                && picks[j].index == first.index
+                && picks[j].begin == first.begin + len
+            {
+                len += picks[j].length;
+                j += 1;
+            }
+            let result = ws.fetch(&shared.info, first.index, first.begin, len).await;
+            let mut inner = shared.lock();
+            match result {
+                Ok(data) => {
+                    shared.downloaded.fetch_add(data.len() as u64, Relaxed);
+                    for b in &picks[i..j] {
+                        let at = (b.begin - first.begin) as usize;
+                        let block = &data[at..at + b.length as usize];
+                        if let crate::picker::BlockOutcome::Stored { complete: true, .. } =
+                            inner.picker.on_block(key, b.index, b.begin, block)
+                        {
+                            if let Some((buf, from)) = inner.picker.take_complete(b.index) {
+                                let s = shared.clone();
+                                let index = b.index;
+                                tokio::task::spawn_blocking(move || s.verify_piece(index, buf, from));
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        url = ws.url(),
+                        failures = ws.consecutive_failures(),
+                        "web seed request failed: {e}"
+                    );
+                    for b in &picks[i..] {
+                        inner.picker.release(key, *b);
+                    }
+                    if e.is_permanent() {
+                        tracing::warn!(url = ws.url(), "web seed dropped: {e}");
+                        return;
+                    }
+                    break;
+                }
+            }
+            drop(inner);
+            i = j;
+        }
+    }
 }
 
 /// Announces to the torrent's trackers (BEP 12 tiers) until stopped.
