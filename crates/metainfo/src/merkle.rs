@@ -13,8 +13,9 @@
 //!
 //! # Hash requests
 //! [`HashRequest`] is the BEP 52 `hash request` payload without the pieces root.
-//! [`MerkleTree::hashes`] produces the `hashes` answer; [`HashRequest::fold`] and
-//! [`verify_hashes`] check one. An answer holds `length` hashes of level `base_layer` starting
+//! [`MerkleTree::hashes`] produces the `hashes` answer from a tree, [`hashes_within_piece`]
+//! answers block-level requests from one piece's leaves plus the tree above the piece layer;
+//! [`HashRequest::fold`] and [`verify_hashes`] check an answer. An answer holds `length` hashes of level `base_layer` starting
 //! at `index`, then one uncle hash per level from the top of that run up to level
 //! `base_layer + proof_layers`, lowest first (the levels inside the run are implied by it).
 //!
@@ -301,6 +302,62 @@ impl MerkleTree {
     }
 }
 
+/// Answers a hash request below the piece layer whose hashes lie inside piece `piece_index`,
+/// from that piece's leaf hashes and the tree above the piece layer (`upper`, from
+/// [`MerkleTree::from_piece_layer`]): the way to serve block hashes without keeping a whole
+/// file's leaves. Requests at or above the piece layer go to [`MerkleTree::hashes`].
+///
+/// Fails with [`MerkleError::RootMismatch`] if the leaves do not hash to the piece's entry in
+/// `upper` (the piece on disk is not the piece the tree describes).
+pub fn hashes_within_piece(
+    piece_leaves: &[Hash],
+    piece_index: u32,
+    upper: &MerkleTree,
+    req: &HashRequest,
+) -> Result<Vec<Hash>, MerkleError> {
+    req.validate(upper.height())?;
+    let piece_level = upper.base_height();
+    if req.base_layer >= piece_level {
+        return upper.hashes(req);
+    }
+    // Nodes of level `base_layer` per piece.
+    let span = 1u64 << (piece_level - req.base_layer);
+    let first = u64::from(piece_index) * span;
+    if u64::from(req.index) < first || u64::from(req.index) + u64::from(req.length) > first + span {
+        return Err(MerkleError::BadRequest("hashes outside the piece"));
+    }
+    let per_piece = 1usize << piece_level;
+    if piece_leaves.is_empty() || piece_leaves.len() > per_piece {
+        return Err(MerkleError::BadRequest("leaf count does not fit the piece"));
+    }
+    let mut leaves = piece_leaves.to_vec();
+    leaves.resize(per_piece, [0; 32]);
+    let lower = MerkleTree::from_leaves(&leaves);
+    if Some(lower.root()) != upper.node(piece_level, u64::from(piece_index)) {
+        return Err(MerkleError::RootMismatch);
+    }
+    // A node by absolute position: from the piece's subtree below the piece level.
+    let node = |level: u32, index: u64| {
+        if level < piece_level {
+            lower.node(
+                level,
+                index - (u64::from(piece_index) << (piece_level - level)),
+            )
+        } else {
+            upper.node(level, index)
+        }
+    };
+    let mut out: Vec<Hash> = (0..u64::from(req.length))
+        .filter_map(|i| node(req.base_layer, u64::from(req.index) + i))
+        .collect();
+    let run_top = req.base_layer + req.length.trailing_zeros();
+    let run_index = u64::from(req.index >> req.length.trailing_zeros());
+    for level in run_top..=req.base_layer + req.proof_layers {
+        out.extend(node(level, (run_index >> (level - run_top)) ^ 1));
+    }
+    Ok(out)
+}
+
 /// A BEP 52 `hash request` for one file (the pieces root travels beside it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HashRequest {
@@ -431,7 +488,10 @@ mod tests {
     }
 
     fn data(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i * 7 % 256) as u8).collect()
+        // Not periodic in 16 KiB, so every block (and piece) differs.
+        (0..len as u64)
+            .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8)
+            .collect()
     }
 
     /// Naive reference: pad leaves with zeros to a power of two and reduce.
@@ -654,6 +714,59 @@ mod tests {
             proof_layers: 4,
         };
         assert_eq!(top.hashes(&leaves_req), Err(MerkleError::Unavailable(0)));
+    }
+
+    #[test]
+    fn block_requests_from_one_piece_match_the_full_tree() {
+        let piece_length = 65536; // 4 blocks per piece
+        let leaves = leaf_hashes(&data(21 * BLOCK_SIZE as usize + 5));
+        let full = MerkleTree::from_leaves(&leaves);
+        let upper = MerkleTree::from_piece_layer(&piece_layer(&leaves, piece_length), piece_length);
+        let mut served = 0;
+        for piece in 0..6u32 {
+            let piece_leaves =
+                &leaves[piece as usize * 4..leaves.len().min(piece as usize * 4 + 4)];
+            for base in 0..2u32 {
+                for log_len in 0..=(2 - base) {
+                    let length = 1u32 << log_len;
+                    let per_piece = 4 >> base;
+                    for index in
+                        (piece * per_piece..(piece + 1) * per_piece).step_by(length as usize)
+                    {
+                        for proof_layers in 0..(full.height() - base) {
+                            let req = HashRequest {
+                                base_layer: base,
+                                index,
+                                length,
+                                proof_layers,
+                            };
+                            assert_eq!(
+                                hashes_within_piece(piece_leaves, piece, &upper, &req),
+                                full.hashes(&req),
+                                "{req:?}"
+                            );
+                            served += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(served > 100);
+        // Another piece's range, or leaves that are not this piece, are refused.
+        let req = HashRequest {
+            base_layer: 0,
+            index: 4,
+            length: 4,
+            proof_layers: 3,
+        };
+        assert_eq!(
+            hashes_within_piece(&leaves[..4], 0, &upper, &req),
+            Err(MerkleError::BadRequest("hashes outside the piece"))
+        );
+        assert_eq!(
+            hashes_within_piece(&leaves[..4], 1, &upper, &req),
+            Err(MerkleError::RootMismatch)
+        );
     }
 
     #[test]
