@@ -19,6 +19,14 @@
 //! Read-only mode ([`Config::read_only`]) is BEP 43: the node queries but never answers, and its
 //! requests carry `ro=1` so other nodes (libtorrent included) keep it out of their routing tables.
 //!
+//! # Interop notes (checked against libtorrent 2.0.8 by `tests/lt_interop.py`)
+//! - Lookups and announces work both ways, also on a one-IP (loopback) network: `mainline`
+//!   treats loopback/private addresses as valid for any node id (BEP 42) and keeps several nodes
+//!   per IP when their ids differ.
+//! - `mainline` answers a query only if its transaction id is exactly 4 bytes; libtorrent sends 2,
+//!   so libtorrent cannot use our node as an entry point (our own queries are unaffected).
+//! - IPv4 only: `mainline` ignores IPv6 nodes and peers.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), dht::Error> {
 //! let node = dht::Dht::start(dht::Config {

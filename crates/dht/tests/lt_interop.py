@@ -22,8 +22,11 @@ Settings libtorrent needs on a one-IP network (see the report printed at the end
  - `dht_bootstrap_nodes=""` and `add_dht_node()` for the mesh: nodes given as bootstrap nodes are
    "router nodes", which libtorrent never puts in its routing table, so a network built only
    from them stays empty;
- - `dht_restrict_routing_ips=False` and `dht_restrict_search_ips=False`: otherwise libtorrent keeps
-   only one node per IP (all of ours are 127.0.0.1);
+ - `dht_restrict_routing_ips=False`: otherwise libtorrent keeps one node per IP in its routing
+   table (all of ours are 127.0.0.1), the mesh never forms and our normal node is never added;
+ - `dht_restrict_search_ips=False`: not needed by this small network (checked with
+   LT_INTEROP_SETTINGS), set so bigger one-IP lookups do not collapse to one node;
+ - `dht_ignore_dark_internet` can stay at its default (True): loopback is not filtered;
  - `enable_lsd/upnp/natpmp=False` to keep everything on loopback.
 """
 
