@@ -583,7 +583,8 @@ def lt_settings(port: int, dht_nodes: Optional[Iterable[tuple[str, int]]] = None
     bootstraps from exactly those nodes, with the rules that keep one node
     per IP (and ignore loopback) switched off, since every node here is
     127.0.0.1. uTP is off by default (far slower than TCP over loopback);
-    ``tcp=False, utp=True`` makes a uTP-only peer. Everything else is
+    ``tcp=False, utp=True`` makes a uTP-only peer. (``LtSession`` adds
+    ``dht_nodes`` with ``add_dht_node``.) Everything else is
     libtorrent's default.
     """
     cat = lt.alert.category_t
@@ -607,9 +608,11 @@ def lt_settings(port: int, dht_nodes: Optional[Iterable[tuple[str, int]]] = None
         "user_agent": "btt-interop-harness",
     }
     if dht_nodes is not None:
+        # The nodes are added with add_dht_node (LtSession): libtorrent treats bootstrap nodes as
+        # routers and never puts them in its routing table, so a local mesh would not form.
         settings.update({
             "enable_dht": True,
-            "dht_bootstrap_nodes": ",".join(f"{h}:{p}" for h, p in dht_nodes),
+            "dht_bootstrap_nodes": "",
             "dht_restrict_routing_ips": False,
             "dht_restrict_search_ips": False,
             "dht_ignore_dark_internet": False,
@@ -680,6 +683,8 @@ class LtSession:
         self.checked: set = set()
         self.torrents: list[LtTorrent] = []
         self.session = lt.session(lt_settings(self.port, **settings))
+        for node in settings.get("dht_nodes") or ():
+            self.session.add_dht_node(node)
         self._log = open(self.log_path, "w")
         # A thread drains alerts as they come so the log's times are right
         # even while the test is busy waiting on another program.

@@ -83,6 +83,11 @@ pub(crate) async fn fetch(
         tx,
     );
     let ours = Handshake::new(wire_hash, session.peer_id).with_v2(expected.v2.is_some());
+    // A hybrid's peers may answer with the truncated v2 hash (BEP 52 upgrade).
+    let alt = match (magnet.info_hash_v1, magnet.info_hash_v2) {
+        (Some(_), Some(v2)) => Some(v2.truncated()),
+        _ => None,
+    };
     let mut seen: HashSet<SocketAddr> = HashSet::new();
     let mut answered: Vec<SocketAddr> = Vec::new();
     let mut queue: Vec<SocketAddr> = Vec::new();
@@ -93,7 +98,7 @@ pub(crate) async fn fetch(
             let Some(addr) = queue.pop() else { break };
             let session = session.clone();
             running.spawn(async move {
-                let r = fetch_from(&session, addr, ours).await;
+                let r = fetch_from(&session, addr, ours, alt).await;
                 (addr, r)
             });
         }
@@ -150,8 +155,9 @@ async fn fetch_from(
     session: &SessionShared,
     addr: SocketAddr,
     ours: Handshake,
+    alt: Option<[u8; 20]>,
 ) -> Result<Vec<u8>, String> {
-    let (stream, theirs) = connect(session, addr, ours).await?;
+    let (stream, theirs) = connect(session, addr, ours, alt).await?;
     if !theirs.supports_extensions() {
         return Err("answered: peer does not support the extension protocol".into());
     }

@@ -58,18 +58,20 @@ const PEX_MAX_PEERS: usize = 50;
 /// Connects to `addr`, handshakes and runs the connection.
 pub(crate) async fn dial(shared: Arc<Shared>, addr: SocketAddr) {
     let ours = shared.handshake();
-    match connect(&shared.session, addr, ours).await {
+    match connect(&shared.session, addr, ours, shared.alt_info_hash).await {
         Ok((stream, hs)) => run(shared, stream, addr, hs, true).await,
         Err(e) => tracing::debug!(%addr, "{e}"),
     }
 }
 
 /// Opens a connection to `addr` and exchanges handshakes. Fails unless the peer answers for the
-/// same info-hash and is not ourselves.
+/// same info-hash (or, for a hybrid torrent, `alt`: BEP 52 lets a v2-capable peer upgrade the
+/// connection by answering with the truncated v2 hash) and is not ourselves.
 pub(crate) async fn connect(
     session: &SessionShared,
     addr: SocketAddr,
     ours: Handshake,
+    alt: Option<[u8; 20]>,
 ) -> Result<(PeerStream, Handshake), String> {
     let connect = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr));
     let mut stream = match connect.await {
@@ -88,7 +90,7 @@ pub(crate) async fn connect(
         Ok(Err(e)) => return Err(format!("handshake failed: {e}")),
         Err(_) => return Err("handshake timed out".into()),
     };
-    if hs.info_hash != ours.info_hash {
+    if hs.info_hash != ours.info_hash && Some(hs.info_hash) != alt {
         return Err("peer answered for another torrent".into());
     }
     if hs.peer_id == session.peer_id {
