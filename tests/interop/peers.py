@@ -673,7 +673,7 @@ class LtSession:
     """An in-process libtorrent peer with ``lt_settings``."""
 
     def __init__(self, swarm: "Swarm", name: str = "libtorrent", port: Optional[int] = None,
-                 **settings):
+                 plugins: bool = True, **settings):
         self.swarm = swarm
         self.name = name
         self.port = port or free_port()
@@ -682,7 +682,9 @@ class LtSession:
         self.flushed: set = set()
         self.checked: set = set()
         self.torrents: list[LtTorrent] = []
-        self.session = lt.session(lt_settings(self.port, **settings))
+        # Without ``plugins`` libtorrent runs no ut_pex/ut_metadata/smart-ban extensions.
+        flags = int(lt.session_flags_t.add_default_plugins) if plugins else 0
+        self.session = lt.session(lt_settings(self.port, **settings), flags)
         for node in settings.get("dht_nodes") or ():
             self.session.add_dht_node(node)
         self._log = open(self.log_path, "w")
@@ -1204,9 +1206,9 @@ class Swarm:
     def tracker(self, port: Optional[int] = None) -> Tracker:
         return Tracker(self, port)
 
-    def libtorrent(self, name: str = "libtorrent", **settings) -> LtSession:
+    def libtorrent(self, name: str = "libtorrent", plugins: bool = True, **settings) -> LtSession:
         """A libtorrent session; ``settings`` go to ``lt_settings`` (dht_nodes, tcp, utp)."""
-        session = LtSession(self, name=name, **settings)
+        session = LtSession(self, name=name, plugins=plugins, **settings)
         self.sessions.append(session)
         return session
 

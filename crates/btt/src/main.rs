@@ -51,7 +51,7 @@ struct DemoArgs {
     #[arg(long, env = "BTT_PIECE_SIZE")]
     piece_size: Option<u32>,
     /// Keep the generated files instead of deleting them.
-    #[arg(long, env = "BTT_DEMO_KEEP")]
+    #[arg(long, env = "BTT_DEMO_KEEP", value_parser = clap::builder::BoolishValueParser::new())]
     keep: bool,
 }
 
@@ -69,7 +69,7 @@ struct CreateArgs {
     #[arg(long, env = "BTT_PIECE_SIZE")]
     piece_size: Option<u32>,
     /// Mark the torrent private (BEP 27): trackers only, no DHT or PEX.
-    #[arg(long, env = "BTT_PRIVATE")]
+    #[arg(long, env = "BTT_PRIVATE", value_parser = clap::builder::BoolishValueParser::new())]
     private: bool,
     /// Comment stored in the torrent.
     #[arg(long, env = "BTT_COMMENT")]
@@ -78,7 +78,7 @@ struct CreateArgs {
     #[arg(long, env = "BTT_V2", conflicts_with = "hybrid")]
     v2: bool,
     /// Make a hybrid torrent: v1 and v2 at once, with pad files, readable by every client.
-    #[arg(long, env = "BTT_HYBRID")]
+    #[arg(long, env = "BTT_HYBRID", value_parser = clap::builder::BoolishValueParser::new())]
     hybrid: bool,
     /// Web seed URL (BEP 19) serving the files (repeatable).
     #[arg(long = "web-seed", env = "BTT_WEB_SEED", value_delimiter = ',')]
@@ -90,7 +90,7 @@ struct InfoArgs {
     /// The .torrent file.
     torrent: PathBuf,
     /// Print JSON instead of text.
-    #[arg(long, env = "BTT_JSON")]
+    #[arg(long, env = "BTT_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     json: bool,
 }
 
@@ -130,22 +130,26 @@ struct SessionArgs {
 #[derive(Args, Clone)]
 struct DiscoveryArgs {
     /// Turn the DHT off (peers then come only from trackers, PEX, LSD and `--peer`).
-    #[arg(long, env = "BTT_NO_DHT")]
+    #[arg(long, env = "BTT_NO_DHT", value_parser = clap::builder::BoolishValueParser::new())]
     no_dht: bool,
     /// DHT node to bootstrap from, HOST:PORT (repeatable; default: the public routers).
-    #[arg(long = "dht-bootstrap", env = "BTT_DHT_BOOTSTRAP", value_delimiter = ',')]
+    #[arg(
+        long = "dht-bootstrap",
+        env = "BTT_DHT_BOOTSTRAP",
+        value_delimiter = ','
+    )]
     dht_bootstrap: Vec<String>,
     /// UDP port of the DHT node (default: a free one).
     #[arg(long, env = "BTT_DHT_PORT")]
     dht_port: Option<u16>,
     /// Query the DHT without serving it (BEP 43 read-only node).
-    #[arg(long, env = "BTT_DHT_READ_ONLY")]
+    #[arg(long, env = "BTT_DHT_READ_ONLY", value_parser = clap::builder::BoolishValueParser::new())]
     dht_read_only: bool,
     /// Turn local service discovery (BEP 14 multicast on the LAN) off.
-    #[arg(long, env = "BTT_NO_LSD")]
+    #[arg(long, env = "BTT_NO_LSD", value_parser = clap::builder::BoolishValueParser::new())]
     no_lsd: bool,
     /// Turn peer exchange (BEP 11) off.
-    #[arg(long, env = "BTT_NO_PEX")]
+    #[arg(long, env = "BTT_NO_PEX", value_parser = clap::builder::BoolishValueParser::new())]
     no_pex: bool,
 }
 
@@ -157,10 +161,10 @@ struct DownloadArgs {
     #[arg(short, long, env = "BTT_OUTPUT")]
     output: PathBuf,
     /// Keep seeding after the download completes, until stopped.
-    #[arg(long, env = "BTT_SEED")]
+    #[arg(long, env = "BTT_SEED", value_parser = clap::builder::BoolishValueParser::new())]
     seed: bool,
     /// Print a JSON summary on stdout at the end.
-    #[arg(long, env = "BTT_JSON")]
+    #[arg(long, env = "BTT_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     json: bool,
     #[command(flatten)]
     session: SessionArgs,
@@ -469,9 +473,7 @@ async fn resolve_magnet(
         }
     }
     eprintln!("fetching metadata for {key} …");
-    let fetched = session
-        .fetch_metadata(magnet, args.peers.clone())
-        .await?;
+    let fetched = session.fetch_metadata(magnet, args.peers.clone()).await?;
     let write = std::fs::create_dir_all(&cache_dir).and_then(|()| {
         let tmp = cached.with_extension("tmp");
         std::fs::write(&tmp, fetched.torrent.to_bytes())?;

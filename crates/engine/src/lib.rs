@@ -40,9 +40,9 @@ mod torrent;
 mod transport;
 mod webseed;
 
+pub use magnet::MetadataFetched;
 pub use session::{AddTorrent, Config, Session};
 pub use torrent::{State, Stats, TorrentHandle};
-pub use magnet::MetadataFetched;
 pub use transport::Transport;
 
 /// What can go wrong in the session.

@@ -317,10 +317,15 @@ impl PieceHashes {
         if file.length <= u64::from(self.info.piece_length) {
             return metainfo::merkle::file_root(real) == root;
         }
-        self.layers
-            .get(&root)
-            .and_then(|l| l.get(p.piece_in_file as usize))
-            .is_some_and(|h| metainfo::merkle::piece_hash(real, self.info.piece_length) == *h)
+        match self.layers.get(&root) {
+            Some(layer) => layer
+                .get(p.piece_in_file as usize)
+                .is_some_and(|h| metainfo::merkle::piece_hash(real, self.info.piece_length) == *h),
+            // A hybrid from a magnet link has no piece layers; its SHA-1 piece hashes (checked
+            // above, and covered by the info-hash) are enough. A v2-only torrent cannot be
+            // checked without them.
+            None => self.info.version.has_v1(),
+        }
     }
 }
 

@@ -937,12 +937,20 @@ async fn web_seeder(shared: Arc<Shared>, mut ws: crate::webseed::WebSeed) {
         {
             let mut inner = shared.lock();
             if inner.bad_sources.contains(&key) {
-                tracing::warn!(url = ws.url(), "web seed sent data that failed its hash check; dropped");
+                tracing::warn!(
+                    url = ws.url(),
+                    "web seed sent data that failed its hash check; dropped"
+                );
                 return;
             }
             if inner.picker.is_complete() {
                 let st = ws.stats();
-                tracing::info!(url = ws.url(), bytes = st.bytes_received, requests = st.requests, "web seed done");
+                tracing::info!(
+                    url = ws.url(),
+                    bytes = st.bytes_received,
+                    requests = st.requests,
+                    "web seed done"
+                );
                 return;
             }
             if inner.picker.verifying_count() < 16 {
@@ -986,7 +994,9 @@ async fn web_seeder(shared: Arc<Shared>, mut ws: crate::webseed::WebSeed) {
                             if let Some((buf, from)) = inner.picker.take_complete(b.index) {
                                 let s = shared.clone();
                                 let index = b.index;
-                                tokio::task::spawn_blocking(move || s.verify_piece(index, buf, from));
+                                tokio::task::spawn_blocking(move || {
+                                    s.verify_piece(index, buf, from)
+                                });
                             }
                         }
                     }

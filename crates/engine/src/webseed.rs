@@ -45,7 +45,6 @@
 //!
 //! Only `http://` is supported; `https://` web seeds are refused with a clear error.
 
-
 use std::io;
 use std::time::{Duration, Instant};
 
