@@ -15,13 +15,13 @@ use crate::*;
 const CORRUPT_ID: &[u8; 20] = b"-XX0001-corruptpeer!";
 
 #[derive(Default)]
-struct Counters {
-    connections: AtomicUsize,
-    blocks_served: AtomicUsize,
+pub(crate) struct Counters {
+    pub(crate) connections: AtomicUsize,
+    pub(crate) blocks_served: AtomicUsize,
 }
 
 /// Serves every block of `payload`, flipping a byte in those `corrupt(index, begin)` selects.
-async fn corrupt_seeder(
+pub(crate) async fn corrupt_seeder(
     info_hash: [u8; 20],
     payload: Arc<Vec<u8>>,
     piece_length: u32,
