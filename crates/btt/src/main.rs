@@ -151,6 +151,9 @@ struct DiscoveryArgs {
     /// Turn peer exchange (BEP 11) off.
     #[arg(long, env = "BTT_NO_PEX", value_parser = clap::builder::BoolishValueParser::new())]
     no_pex: bool,
+    /// Turn uTP (BEP 29) off: TCP only, both ways.
+    #[arg(long, env = "BTT_NO_UTP", value_parser = clap::builder::BoolishValueParser::new())]
+    no_utp: bool,
 }
 
 #[derive(Args)]
@@ -184,8 +187,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet_terminal = std::io::stderr().is_terminal();
     let default = if quiet_terminal { "warn" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BTT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // The uTP crate warns on every start that the kernel capped its socket buffer; that is normal.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BTT_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default},librqbit_utp=error"))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -367,6 +372,7 @@ async fn start_session(s: &SessionArgs) -> Result<Session> {
         ..dht::Config::default()
     });
     let config = Config {
+        utp: !d.no_utp,
         lsd: !d.no_lsd,
         pex: !d.no_pex,
         dht,

@@ -73,12 +73,7 @@ pub(crate) async fn connect(
     ours: Handshake,
     alt: Option<[u8; 20]>,
 ) -> Result<(PeerStream, Handshake), String> {
-    let connect = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr));
-    let mut stream = match connect.await {
-        Ok(Ok(s)) => PeerStream::tcp(s),
-        Ok(Err(e)) => return Err(format!("connect failed: {e}")),
-        Err(_) => return Err("connect timed out".into()),
-    };
+    let mut stream = open(session, addr).await?;
     let theirs = async {
         stream.wr.write_all(&ours.encode()).await?;
         let mut buf = [0u8; wire::HANDSHAKE_LEN];
@@ -97,6 +92,48 @@ pub(crate) async fn connect(
         return Err("connected to ourselves".into());
     }
     Ok((stream, hs))
+}
+
+/// How long uTP has the connection to itself before TCP is tried alongside it.
+const UTP_HEAD_START: Duration = Duration::from_millis(500);
+
+/// Opens a transport to `addr`: uTP first when the session has it (as libtorrent prefers it),
+/// with TCP started alongside once uTP has had [`UTP_HEAD_START`] without an answer; the first
+/// to connect wins. A peer that answered only over TCP is dialled over TCP from then on.
+async fn open(session: &SessionShared, addr: SocketAddr) -> Result<PeerStream, String> {
+    let tcp = || async move {
+        match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => Ok(PeerStream::tcp(s)),
+            Ok(Err(e)) => Err(format!("connect failed: {e}")),
+            Err(_) => Err("connect timed out".to_string()),
+        }
+    };
+    let Some(utp) = &session.utp else {
+        return tcp().await;
+    };
+    let utp_connect = utp.connect(addr);
+    tokio::pin!(utp_connect);
+    tokio::select! {
+        r = &mut utp_connect => return match r {
+            Some(s) => Ok(s),
+            None => tcp().await,
+        },
+        _ = tokio::time::sleep(UTP_HEAD_START) => {}
+    }
+    let tcp_connect = tcp();
+    tokio::pin!(tcp_connect);
+    tokio::select! {
+        r = &mut utp_connect => match r {
+            Some(s) => Ok(s),
+            None => tcp_connect.await,
+        },
+        r = &mut tcp_connect => {
+            if r.is_ok() {
+                utp.prefer_tcp(addr);
+            }
+            r
+        }
+    }
 }
 
 /// Outgoing data shared between the reader and the writer.
@@ -172,9 +209,14 @@ pub(crate) async fn run(
 ) {
     let counters = Arc::new(PeerCounters::default());
     let listen_addr = outgoing.then_some(addr);
-    let Some((key, mut cmds)) =
-        register_peer(&shared, addr, listen_addr, hs.peer_id, counters.clone())
-    else {
+    let Some((key, mut cmds)) = register_peer(
+        &shared,
+        addr,
+        listen_addr,
+        stream.transport,
+        hs.peer_id,
+        counters.clone(),
+    ) else {
         return;
     };
     tracing::debug!(%addr, client = %String::from_utf8_lossy(&hs.peer_id[..8]),

@@ -46,6 +46,8 @@ pub struct Config {
     pub lsd: bool,
     /// Peer exchange (BEP 11) with peers that support it, for torrents that are not private.
     pub pex: bool,
+    /// uTP (BEP 29) on the listen port: accept uTP peers, and try uTP before TCP when dialling.
+    pub utp: bool,
     /// The Mainline DHT (BEP 5): find peers for torrents that are not private and announce them.
     /// `None` (the default for library users) leaves it off; the CLI turns it on with the public
     /// bootstrap routers.
@@ -70,6 +72,7 @@ impl Default for Config {
             },
             lsd: false,
             pex: true,
+            utp: true,
             dht: None,
         }
     }
@@ -118,6 +121,7 @@ pub(crate) struct SessionShared {
     pub(crate) upload_limit: RateLimiter,
     pub(crate) connections: std::sync::atomic::AtomicUsize,
     pub(crate) dht: Option<Arc<dht::Dht>>,
+    pub(crate) utp: Option<crate::transport::UtpEndpoint>,
     torrents: Mutex<HashMap<[u8; 20], TorrentHandle>>,
 }
 
@@ -193,12 +197,25 @@ impl Session {
                 source,
             })?
             .port();
+        let utp = if config.utp {
+            let addr = SocketAddr::new(config.listen.ip(), listen_port);
+            match crate::transport::UtpEndpoint::bind(addr).await {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    tracing::warn!("uTP is off: cannot bind udp {addr}: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let dht = match &config.dht {
             Some(c) => Some(Arc::new(dht::Dht::start(c.clone())?)),
             None => None,
         };
         let shared = Arc::new(SessionShared {
             dht,
+            utp,
             peer_id: random_peer_id(),
             listen_port,
             download_limit: RateLimiter::new(config.download_rate_limit),
@@ -208,6 +225,9 @@ impl Session {
             config,
         });
         tokio::spawn(accept_loop(listener, shared.clone()));
+        if shared.utp.is_some() {
+            tokio::spawn(utp_accept_loop(shared.clone()));
+        }
         if shared.config.lsd {
             tokio::spawn(crate::lsd::run(shared.clone()));
         }
@@ -275,6 +295,9 @@ impl Session {
         for t in torrents {
             t.stop().await;
         }
+        if let Some(utp) = &self.shared.utp {
+            utp.close();
+        }
         if let Some(dht) = &self.shared.dht {
             let dht = dht.clone();
             let _ = tokio::task::spawn_blocking(move || dht.save_routing_table()).await;
@@ -296,6 +319,20 @@ async fn accept_loop(listener: TcpListener, shared: Arc<SessionShared>) {
         tokio::spawn(async move {
             if let Err(e) = accept_one(PeerStream::tcp(stream), addr, &shared).await {
                 tracing::debug!(%addr, "incoming connection dropped: {e}");
+            }
+        });
+    }
+}
+
+async fn utp_accept_loop(shared: Arc<SessionShared>) {
+    let Some(utp) = shared.utp.as_ref() else {
+        return;
+    };
+    while let Some((stream, addr)) = utp.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = accept_one(stream, addr, &shared).await {
+                tracing::debug!(%addr, "incoming utp connection dropped: {e}");
             }
         });
     }

@@ -74,6 +74,8 @@ pub struct Stats {
     pub upload_rate_bytes_per_s: u64,
     /// Connected peers.
     pub peers: usize,
+    /// Of those, peers connected over uTP.
+    pub peers_utp: usize,
     /// Pieces that failed their hash check.
     pub hash_failures: u32,
     /// Peers banned for sending corrupt data (`addr` and client id).
@@ -111,6 +113,7 @@ pub(crate) struct PeerEntry {
     pub(crate) addr: SocketAddr,
     /// Where the peer accepts connections, if known (PEX passes these on).
     pub(crate) listen_addr: Option<SocketAddr>,
+    pub(crate) transport: crate::Transport,
     pub(crate) peer_id: [u8; 20],
     pub(crate) cmd: mpsc::UnboundedSender<PeerCmd>,
     pub(crate) interested: bool,
@@ -189,6 +192,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Sender<bool>,
     dial_wake: tokio::sync::Notify,
     completed_wake: tokio::sync::Notify,
+    /// Signalled whenever a piece's verification ends (either way).
+    verify_done: tokio::sync::Notify,
     next_key: AtomicU64,
     resume_path: PathBuf,
     /// Only seeding: advertised as `upload_only` in the extension handshake.
@@ -243,6 +248,16 @@ impl Shared {
     /// piece with several senders is remembered block by block, and once the piece verifies (it is
     /// re-downloaded from a single peer) the senders of blocks that differ from the good data are banned.
     pub(crate) fn verify_piece(
+        self: &Arc<Self>,
+        index: u32,
+        data: crate::storage::PieceBuf,
+        from: Vec<PeerKey>,
+    ) {
+        self.check_and_store(index, data, from);
+        self.verify_done.notify_waiters();
+    }
+
+    fn check_and_store(
         self: &Arc<Self>,
         index: u32,
         data: crate::storage::PieceBuf,
@@ -418,6 +433,11 @@ impl TorrentHandle {
             download_rate_bytes_per_s: inner.rates.0,
             upload_rate_bytes_per_s: inner.rates.1,
             peers: inner.peers.len(),
+            peers_utp: inner
+                .peers
+                .values()
+                .filter(|p| p.transport == crate::Transport::Utp)
+                .count(),
             hash_failures: inner.hash_failures,
             banned_peers: inner.banned_list.clone(),
         }
@@ -460,6 +480,16 @@ impl TorrentHandle {
             s.set_state(State::Stopped);
         }
         s.shutdown.send_replace(true);
+        // Pieces already being hashed finish (and reach the disk) before the record is written,
+        // so nothing is written behind a stopped torrent's back.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let settled = s.verify_done.notified();
+            if s.lock().picker.verifying_count() == 0 || Instant::now() >= deadline {
+                break;
+            }
+            let _ = tokio::time::timeout_at(deadline, settled).await;
+        }
         let _ = tokio::task::spawn_blocking(move || s.save_resume(false)).await;
     }
 
@@ -513,6 +543,7 @@ pub(crate) fn register_peer(
     shared: &Shared,
     addr: SocketAddr,
     listen_addr: Option<SocketAddr>,
+    transport: crate::Transport,
     peer_id: [u8; 20],
     counters: Arc<PeerCounters>,
 ) -> Option<(PeerKey, mpsc::UnboundedReceiver<PeerCmd>)> {
@@ -527,6 +558,7 @@ pub(crate) fn register_peer(
         PeerEntry {
             addr,
             listen_addr,
+            transport,
             peer_id,
             cmd: tx,
             interested: false,
@@ -634,6 +666,7 @@ pub(crate) async fn start(
         shutdown,
         dial_wake: tokio::sync::Notify::new(),
         completed_wake: tokio::sync::Notify::new(),
+        verify_done: tokio::sync::Notify::new(),
         next_key: AtomicU64::new(1),
         resume_path,
         seed_only: add.seed_only,

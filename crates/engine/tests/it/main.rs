@@ -42,10 +42,13 @@ pub fn make_torrent(dir: &Path, name: &str, files: &[(&str, &[u8])], piece_lengt
         .unwrap()
 }
 
+/// A session on 127.0.0.1 over TCP only (the fake peers in these tests speak TCP; uTP has its
+/// own tests).
 pub fn config(data_dir: &Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.to_owned(),
+        utp: false,
         ..Config::default()
     }
 }

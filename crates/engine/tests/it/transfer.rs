@@ -192,3 +192,38 @@ async fn dropped_peer_is_dialled_again() {
         .unwrap();
     same_files(&tmp.path().join("src"), &tmp.path().join("dl"), &torrent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_with_utp_transfer_over_utp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let payload = data(3_000_000, 31);
+    let torrent = make_torrent(
+        &tmp.path().join("src"),
+        "u",
+        &[("u.bin", &payload)],
+        64 * 1024,
+    );
+    let utp = |d: &str| Config {
+        utp: true,
+        ..config(&tmp.path().join(d))
+    };
+    let seed = Session::start(utp("d1")).await.unwrap();
+    let mut add = AddTorrent::new(torrent.clone(), tmp.path().join("src"));
+    add.seed_only = true;
+    let _sh = seed.add_torrent(add).await.unwrap();
+    let leech = Session::start(utp("d2")).await.unwrap();
+    let mut add = AddTorrent::new(torrent.clone(), tmp.path().join("dl"));
+    add.peers = vec![SocketAddr::from(([127, 0, 0, 1], seed.listen_port()))];
+    // Slow enough that the connection is still up when it is looked at.
+    add.download_rate_limit = 1_000_000;
+    let h = leech.add_torrent(add).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || h.stats().peers_utp == 1).await,
+        "the seeder was not reached over uTP"
+    );
+    tokio::time::timeout(Duration::from_secs(60), h.wait_complete())
+        .await
+        .unwrap()
+        .unwrap();
+    same_files(&tmp.path().join("src"), &tmp.path().join("dl"), &torrent);
+}

@@ -52,14 +52,28 @@ async fn transfer(version: MetaVersion) {
     let t = make(
         &tmp.path().join("src"),
         "tree",
-        &[("a.bin", &a), ("sub/b.bin", &b), ("sub/c.bin", &c), ("empty", &[])],
+        &[
+            ("a.bin", &a),
+            ("sub/b.bin", &b),
+            ("sub/c.bin", &c),
+            ("empty", &[]),
+        ],
         64 * 1024,
         version,
     );
     assert_eq!(t.info.version, version);
-    assert!(t.info.files.iter().any(|f| f.pad), "files are piece-aligned with padding");
+    assert!(
+        t.info.files.iter().any(|f| f.pad),
+        "files are piece-aligned with padding"
+    );
     let (_s, _sh, addr) = seeder(&t, &tmp.path().join("src"), &tmp.path().join("d1")).await;
-    let (_l, h) = leecher(&t, &tmp.path().join("dl"), &tmp.path().join("d2"), vec![addr]).await;
+    let (_l, h) = leecher(
+        &t,
+        &tmp.path().join("dl"),
+        &tmp.path().join("d2"),
+        vec![addr],
+    )
+    .await;
     tokio::time::timeout(Duration::from_secs(60), h.wait_complete())
         .await
         .unwrap()
@@ -70,7 +84,11 @@ async fn transfer(version: MetaVersion) {
     for (i, f) in t.info.files.iter().enumerate() {
         let path = tmp.path().join("dl").join(t.info.file_path(i));
         if f.pad {
-            assert!(!path.exists(), "pad file {} written to disk", path.display());
+            assert!(
+                !path.exists(),
+                "pad file {} written to disk",
+                path.display()
+            );
         } else {
             let want = std::fs::read(tmp.path().join("src").join(t.info.file_path(i))).unwrap();
             assert_eq!(std::fs::read(&path).unwrap(), want, "{}", path.display());
@@ -93,21 +111,33 @@ async fn corrupt_v2_block_is_pinned_on_its_sender() {
     let tmp = tempfile::tempdir().unwrap();
     let payload = data(1_000_000, 24);
     let piece = 64 * 1024;
-    let t = make(&tmp.path().join("src"), "f", &[("f", &payload)], piece, MetaVersion::V2);
+    let t = make(
+        &tmp.path().join("src"),
+        "f",
+        &[("f", &payload)],
+        piece,
+        MetaVersion::V2,
+    );
     assert!(t.info.single_file);
     let space = Arc::new(layout_bytes(&tmp.path().join("src"), &t));
     // The second 16 KiB block of every piece is corrupt.
     let (bad, bad_counters) =
         corrupt_seeder(t.info_hash.0, space, piece, |_, begin| begin == 16384).await;
-    let (_leech, h) =
-        leecher(&t, &tmp.path().join("dl"), &tmp.path().join("d"), vec![bad]).await;
+    let (_leech, h) = leecher(&t, &tmp.path().join("dl"), &tmp.path().join("d"), vec![bad]).await;
     assert!(
-        eventually(Duration::from_secs(30), || !h.stats().banned_peers.is_empty()).await,
+        eventually(Duration::from_secs(30), || !h
+            .stats()
+            .banned_peers
+            .is_empty())
+        .await,
         "corrupt peer not banned"
     );
     let st = h.stats();
     assert_eq!(st.banned_peers, vec![format!("{bad} -XX0001-")]);
-    assert_eq!(st.pieces_have, 0, "no piece with a corrupt block was accepted");
+    assert_eq!(
+        st.pieces_have, 0,
+        "no piece with a corrupt block was accepted"
+    );
 
     let (_s, _sh, good) = seeder(&t, &tmp.path().join("src"), &tmp.path().join("d1")).await;
     h.add_peer(good);
@@ -118,7 +148,11 @@ async fn corrupt_v2_block_is_pinned_on_its_sender() {
         .unwrap();
     same_files(&tmp.path().join("src"), &tmp.path().join("dl"), &t);
     assert_eq!(h.stats().banned_peers, vec![format!("{bad} -XX0001-")]);
-    assert_eq!(bad_counters.connections.load(SeqCst), 1, "never dialled again");
+    assert_eq!(
+        bad_counters.connections.load(SeqCst),
+        1,
+        "never dialled again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,21 +160,37 @@ async fn corrupt_v2_peer_among_honest_ones_is_the_only_one_banned() {
     let tmp = tempfile::tempdir().unwrap();
     let payload = data(4_000_000, 25);
     let piece = 256 * 1024;
-    let t = make(&tmp.path().join("src"), "f", &[("f", &payload)], piece, MetaVersion::V2);
+    let t = make(
+        &tmp.path().join("src"),
+        "f",
+        &[("f", &payload)],
+        piece,
+        MetaVersion::V2,
+    );
     assert!(t.info.single_file);
     let space = Arc::new(layout_bytes(&tmp.path().join("src"), &t));
-    let (bad, bad_counters) =
-        corrupt_seeder(t.info_hash.0, space, piece, |_, begin| begin % 65536 == 16384).await;
+    let (bad, bad_counters) = corrupt_seeder(t.info_hash.0, space, piece, |_, begin| {
+        begin % 65536 == 16384
+    })
+    .await;
     let (_s, _sh, good) = seeder(&t, &tmp.path().join("src"), &tmp.path().join("d1")).await;
-    let (_leech, h) =
-        leecher(&t, &tmp.path().join("dl"), &tmp.path().join("d"), vec![bad, good]).await;
+    let (_leech, h) = leecher(
+        &t,
+        &tmp.path().join("dl"),
+        &tmp.path().join("d"),
+        vec![bad, good],
+    )
+    .await;
     tokio::time::timeout(Duration::from_secs(60), h.wait_complete())
         .await
         .unwrap()
         .unwrap();
     same_files(&tmp.path().join("src"), &tmp.path().join("dl"), &t);
     let st = h.stats();
-    assert!(bad_counters.blocks_served.load(SeqCst) > 0, "the corrupt peer took part");
+    assert!(
+        bad_counters.blocks_served.load(SeqCst) > 0,
+        "the corrupt peer took part"
+    );
     if st.hash_failures > 0 {
         assert_eq!(st.banned_peers, vec![format!("{bad} -XX0001-")]);
     } else {
