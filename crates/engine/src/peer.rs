@@ -194,6 +194,10 @@ struct Conn {
     pex_sent_at: Option<Instant>,
     pex_received_at: Option<Instant>,
     pex_told: std::collections::HashSet<SocketAddr>,
+    /// The peer speaks BitTorrent v2 (BEP 52 handshake bit).
+    v2: bool,
+    /// Our outstanding BEP 52 hash requests, with the piece each is for.
+    hash_requests: Vec<(u32, wire::HashRequest)>,
 }
 
 /// Runs a connection whose handshakes are done.
@@ -260,6 +264,8 @@ pub(crate) async fn run(
         pex_sent_at: None,
         pex_received_at: None,
         pex_told: std::collections::HashSet::new(),
+        v2: hs.supports_v2(),
+        hash_requests: Vec::new(),
     };
     conn.greet(&hs);
 
@@ -369,10 +375,8 @@ impl Conn {
     fn handle(&mut self, msg: Message<'_>) -> Result<(), String> {
         let n = self.peer_bits.len();
         match msg {
-            Message::KeepAlive
-            | Message::Port(_)
-            | Message::Suggest(_)
-            | Message::Unknown { .. } => {}
+            Message::Unknown { id, payload } => self.on_hash_message(id, payload),
+            Message::KeepAlive | Message::Port(_) | Message::Suggest(_) => {}
             Message::Choke => {
                 self.peer_choking = true;
                 // Without the fast extension a choke drops every pending request; with it, the peer
@@ -508,6 +512,49 @@ impl Conn {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// BEP 52 hash messages (ids 21-23): answers requests, takes the leaf hashes we asked for.
+    fn on_hash_message(&mut self, id: u8, payload: &[u8]) {
+        let Some(Ok(msg)) = wire::HashMessage::decode(id, payload) else {
+            return;
+        };
+        match msg {
+            wire::HashMessage::Request(req) => {
+                let answer = tokio::task::block_in_place(|| self.shared.answer_hash_request(&req));
+                let mut o = self.out.lock();
+                match answer {
+                    Some(hashes) => {
+                        let flat: Vec<u8> = hashes.concat();
+                        wire::HashMessage::Hashes {
+                            request: req,
+                            hashes: &flat,
+                        }
+                        .encode(&mut o.ctrl);
+                    }
+                    None => wire::HashMessage::Reject(req).encode(&mut o.ctrl),
+                }
+                drop(o);
+                self.out.wake.notify_one();
+            }
+            wire::HashMessage::Hashes { request, hashes } => {
+                let Some(pos) = self.hash_requests.iter().position(|(_, r)| *r == request) else {
+                    return;
+                };
+                let (piece, _) = self.hash_requests.swap_remove(pos);
+                let leaves: Vec<[u8; 32]> = hashes
+                    .chunks_exact(32)
+                    .take(request.length as usize)
+                    .filter_map(|c| c.try_into().ok())
+                    .collect();
+                if !self.shared.on_block_hashes(piece, &leaves) {
+                    tracing::debug!(addr = %self.addr, piece, "peer sent leaf hashes that do not verify");
+                }
+            }
+            wire::HashMessage::Reject(request) => {
+                self.hash_requests.retain(|(_, r)| *r != request);
+            }
         }
     }
 
@@ -696,6 +743,15 @@ impl Conn {
                 if let Some(pos) = self.outstanding.iter().position(|o| *o == b) {
                     self.outstanding.remove(pos);
                     self.out.send(&Message::Cancel(b));
+                }
+            }
+            PeerCmd::BlockHashes { piece, request } => {
+                if self.v2 && self.peer_bits.get(piece) && self.hash_requests.len() < 8 {
+                    self.hash_requests.push((piece, request));
+                    let mut o = self.out.lock();
+                    wire::HashMessage::Request(request).encode(&mut o.ctrl);
+                    drop(o);
+                    self.out.wake.notify_one();
                 }
             }
             PeerCmd::Disconnect => {}

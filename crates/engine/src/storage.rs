@@ -302,6 +302,32 @@ impl PieceHashes {
         !v.has_v2() || self.v2_piece_ok(index, data)
     }
 
+    /// The piece layer of the file with `root`, if the torrent has it.
+    pub fn layer(&self, root: &[u8; 32]) -> Option<&[[u8; 32]]> {
+        self.layers.get(root).map(Vec::as_slice)
+    }
+
+    /// Whether `leaves` (a piece's 16 KiB leaf hashes, as a `hashes` answer delivers them) are
+    /// the true leaves of piece `index`: they must hash up to its piece-layer entry, or to the
+    /// pieces root for a file of one piece.
+    pub fn leaves_ok(&self, index: u32, leaves: &[[u8; 32]]) -> bool {
+        let Some(p) = self.info.v2_piece(index) else {
+            return false;
+        };
+        let file = &self.info.files[p.file];
+        let Some(root) = file.pieces_root else {
+            return false;
+        };
+        if file.length <= u64::from(self.info.piece_length) {
+            return metainfo::merkle::root_from_leaves(leaves) == root;
+        }
+        self.layer(&root)
+            .and_then(|l| l.get(p.piece_in_file as usize))
+            .is_some_and(|h| {
+                metainfo::merkle::piece_hash_from_leaves(leaves, self.info.piece_length) == *h
+            })
+    }
+
     fn v2_piece_ok(&self, index: u32, data: &[u8]) -> bool {
         let Some(p) = self.info.v2_piece(index) else {
             return false;

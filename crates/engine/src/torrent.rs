@@ -85,6 +85,12 @@ pub struct Stats {
 /// Commands from the torrent to one peer's task.
 #[derive(Debug)]
 pub(crate) enum PeerCmd {
+    /// Ask the peer (if it speaks v2 and has the piece) for the leaf hashes of a piece that
+    /// failed its check, to find the bad blocks (BEP 52 hash request).
+    BlockHashes {
+        piece: u32,
+        request: wire::HashRequest,
+    },
     Choke,
     Unchoke,
     /// Another peer delivered this block first (endgame).
@@ -181,6 +187,8 @@ pub(crate) struct Shared {
     pub(crate) info: Arc<Info>,
     pub(crate) storage: Arc<Storage>,
     pub(crate) hashes: Arc<PieceHashes>,
+    /// v2 files by pieces root, for hash requests.
+    pub(crate) roots: HashMap<[u8; 32], usize>,
     inner: Mutex<Inner>,
     /// Length of `completed_log`, so peer tasks wake when a piece completes.
     pub(crate) have_version: watch::Sender<usize>,
@@ -340,9 +348,109 @@ impl Shared {
                 .collect();
             if record.iter().any(Option::is_some) {
                 inner.suspects.insert(index, record);
+                if let Some(request) = self.block_hash_request(index) {
+                    // v2: the leaf hashes from any peer, checked against the piece layer, say
+                    // which blocks were bad without waiting for a clean re-download.
+                    for p in inner.peers.values() {
+                        let _ = p.cmd.send(PeerCmd::BlockHashes {
+                            piece: index,
+                            request,
+                        });
+                    }
+                }
             }
         }
         inner.picker.recycle(data);
+    }
+
+    /// The BEP 52 request for every leaf hash of v2 piece `index` (`None` for v1 torrents).
+    fn block_hash_request(&self, index: u32) -> Option<wire::HashRequest> {
+        let p = self.info.v2_piece(index)?;
+        let file = &self.info.files[p.file];
+        let pieces_root = file.pieces_root?;
+        let per_piece = self.info.blocks_per_piece();
+        let length = if file.length <= u64::from(self.info.piece_length) {
+            // A one-piece file's tree is its leaves padded to a power of two.
+            (metainfo::merkle::block_count(file.length) as u32)
+                .next_power_of_two()
+                .max(2)
+        } else {
+            per_piece
+        };
+        Some(wire::HashRequest {
+            pieces_root,
+            base_layer: 0,
+            index: p.piece_in_file * per_piece,
+            length,
+            proof_layers: 0,
+        })
+    }
+
+    /// Leaf hashes for piece `index` arrived from a peer: if they are the piece's true leaves,
+    /// the senders of the blocks of its failed copy that differ are banned.
+    pub(crate) fn on_block_hashes(&self, index: u32, leaves: &[[u8; 32]]) -> bool {
+        if !self.hashes.leaves_ok(index, leaves) {
+            return false;
+        }
+        let mut inner = self.lock();
+        let Some(suspects) = inner.suspects.remove(&index) else {
+            return true;
+        };
+        for (i, s) in suspects.iter().enumerate() {
+            if let Some((who, hash)) = s {
+                if leaves.get(i) != Some(hash) {
+                    tracing::warn!(piece = index, block = i, "merkle check pins a bad block");
+                    self.ban(&mut inner, *who);
+                }
+            }
+        }
+        true
+    }
+
+    /// The `hashes` answer to a peer's BEP 52 request, or `None` to reject it: piece-layer
+    /// requests come from the torrent's piece layers, block-level ones from a piece we have.
+    pub(crate) fn answer_hash_request(&self, req: &wire::HashRequest) -> Option<Vec<[u8; 32]>> {
+        use metainfo::merkle::{self, MerkleTree};
+        let &file = self.roots.get(&req.pieces_root)?;
+        let info = &self.info;
+        let f = &info.files[file];
+        let mreq = merkle::HashRequest {
+            base_layer: req.base_layer,
+            index: req.index,
+            length: req.length,
+            proof_layers: req.proof_layers,
+        };
+        let piece_height = merkle::piece_height(info.piece_length);
+        let layer = self.hashes.layer(&req.pieces_root);
+        if let (Some(layer), true) = (layer, req.base_layer >= piece_height) {
+            return MerkleTree::from_piece_layer(layer, info.piece_length)
+                .hashes(&mreq)
+                .ok();
+        }
+        // Below the piece layer: the hashes must lie in one piece we have.
+        let first_leaf = u64::from(req.index) << req.base_layer.min(63);
+        let piece_in_file = u32::try_from(first_leaf >> piece_height).ok()?;
+        let piece = u32::try_from(f.offset / u64::from(info.piece_length)).ok()? + piece_in_file;
+        let p = info.v2_piece(piece).filter(|p| p.file == file)?;
+        if !self.lock().picker.have().get(piece) {
+            return None;
+        }
+        let mut data = vec![0u8; p.real_len as usize];
+        self.storage.read(piece, 0, &mut data).ok()?;
+        let leaves = merkle::leaf_hashes(&data);
+        match layer {
+            Some(layer) => merkle::hashes_within_piece(
+                &leaves,
+                piece_in_file,
+                &MerkleTree::from_piece_layer(layer, info.piece_length),
+                &mreq,
+            )
+            .ok(),
+            None if f.length <= u64::from(info.piece_length) => {
+                MerkleTree::from_leaves(&leaves).hashes(&mreq).ok()
+            }
+            None => None,
+        }
     }
 
     fn ban(&self, inner: &mut Inner, who: Suspect) {
@@ -631,6 +739,12 @@ pub(crate) async fn start(
         info_hash,
         alt_info_hash,
         info_bytes,
+        roots: info
+            .files
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.pieces_root.map(|r| (r, i)))
+            .collect(),
         info,
         storage,
         hashes,
