@@ -5,9 +5,11 @@ directly with Debian's python::
 
     /usr/bin/python3 bench/driver.py
 
-One seeder and one leecher exchange a single-file v1 torrent over
-127.0.0.1, found through a local opentracker. Each row is a
-seeder → leecher pair; each cell is the median of ``BENCH_RUNS`` runs. The
+One seeder and one leecher exchange a single-file torrent over 127.0.0.1,
+found through a local opentracker. Each row is a seeder → leecher pair and a
+variant: a v1 torrent over TCP (the main rows), the same data as a v2-only
+or hybrid torrent over TCP, or the v1 torrent over uTP only. Each cell is
+the median of ``BENCH_RUNS`` runs. The
 leecher is a separate process run under GNU time, timed from its start to
 its exit on completion; CPU seconds (user + system) and peak RSS are the
 leecher's. Before every run the tracker and seeder are fresh, the output
@@ -23,7 +25,8 @@ Environment:
     BENCH_SIZE_MB      torrent size in MiB (default 1024)
     BENCH_PIECE_KB     piece size in KiB (default 1024)
     BENCH_RUNS         runs per row; cells are medians (default 3)
-    BENCH_ROWS         comma-separated subset of rows, e.g. "libtorrent-libtorrent,libtorrent-aria2"
+    BENCH_ROWS         comma-separated subset of rows, e.g. "libtorrent-libtorrent,libtorrent-btt-v2"
+                       (seeder-leecher, then -v2, -hybrid or -utp for those variants)
     BENCH_DIR          where the data goes (default: a new dir under /var/tmp, removed afterwards)
     BENCH_DROP_CACHES  1 to drop the page cache before each run (default 1; needs root)
     BTT_BIN            the btt binary (default <repo>/target/release/btt); rows with btt are
@@ -64,14 +67,28 @@ PY = "/usr/bin/python3"
 TIME = "/usr/bin/time"
 MB = 1_000_000  # throughput is in decimal megabytes per second
 
+# (seeder, leecher, variant): "v1" is the v1 torrent over TCP; "v2" and "hybrid" the same data
+# as BEP 52 torrents over TCP; "utp" the v1 torrent over uTP only.
 ALL_ROWS = [
-    ("libtorrent", "libtorrent"),
-    ("libtorrent", "btt"),
-    ("btt", "btt"),
-    ("btt", "libtorrent"),
-    ("libtorrent", "aria2"),
+    ("libtorrent", "libtorrent", "v1"),
+    ("libtorrent", "btt", "v1"),
+    ("btt", "btt", "v1"),
+    ("btt", "libtorrent", "v1"),
+    ("libtorrent", "aria2", "v1"),
+    ("libtorrent", "libtorrent", "v2"),
+    ("libtorrent", "btt", "v2"),
+    ("btt", "btt", "v2"),
+    ("libtorrent", "libtorrent", "hybrid"),
+    ("libtorrent", "btt", "hybrid"),
+    ("libtorrent", "libtorrent", "utp"),
+    ("libtorrent", "btt", "utp"),
+    ("btt", "btt", "utp"),
 ]
-REFERENCE = ("libtorrent", "libtorrent")
+REFERENCE = ("libtorrent", "libtorrent", "v1")
+
+
+def row_key(seeder: str, leecher: str, variant: str) -> str:
+    return f"{seeder}-{leecher}" + ("" if variant == "v1" else f"-{variant}")
 
 
 class BenchError(Exception):
@@ -99,12 +116,12 @@ class Config:
             raise SystemExit("bench: BENCH_SIZE_MB and BENCH_RUNS must be positive, BENCH_PIECE_KB a power of two")
         rows = ALL_ROWS
         if os.environ.get("BENCH_ROWS"):
-            wanted = [tuple(r.strip().split("-", 1)) for r in os.environ["BENCH_ROWS"].split(",") if r.strip()]
-            unknown = [w for w in wanted if w not in ALL_ROWS]
+            wanted = [r.strip() for r in os.environ["BENCH_ROWS"].split(",") if r.strip()]
+            keys = {row_key(*r): r for r in ALL_ROWS}
+            unknown = [w for w in wanted if w not in keys]
             if unknown:
-                names = ", ".join("-".join(r) for r in ALL_ROWS)
-                raise SystemExit(f"bench: unknown rows {unknown} in BENCH_ROWS; choose from {names}")
-            rows = [r for r in ALL_ROWS if r in wanted]
+                raise SystemExit(f"bench: unknown rows {unknown} in BENCH_ROWS; choose from {', '.join(keys)}")
+            rows = [r for r in ALL_ROWS if row_key(*r) in wanted]
         if os.environ.get("BENCH_DIR"):
             base, own = Path(os.environ["BENCH_DIR"]), False
             base.mkdir(parents=True, exist_ok=True)
@@ -134,13 +151,15 @@ class Run:
 class Row:
     seeder: str
     leecher: str
+    variant: str = "v1"
     runs: list = field(default_factory=list)
     skipped: str = ""
     failed: str = ""
 
     @property
     def name(self) -> str:
-        return f"{self.seeder} → {self.leecher}"
+        suffix = {"v1": "", "v2": " (v2)", "hybrid": " (hybrid)", "utp": " (uTP)"}[self.variant]
+        return f"{self.seeder} → {self.leecher}{suffix}"
 
     def median(self, attr: str) -> Optional[float]:
         values = [getattr(r, attr) for r in self.runs]
@@ -260,10 +279,17 @@ class Bench:
         peers.write_random_file(self.content, self.size, seed=1)
         self.digest = peers.content_digest(self.content)[self.content.name]
         self.tracker_port = peers.free_port()
-        self.torrent = self.cfg.base_dir / "bench.torrent"
-        peers.create_torrent_lt(self.content, self.torrent, self.cfg.piece_kib * 1024,
-                                [f"http://127.0.0.1:{self.tracker_port}/announce"])
-        self.info_hash = peers.info_hash_hex(self.torrent)
+        # One torrent per version, all made by libtorrent over the same file. The tracker knows
+        # each by the hash peers announce: v1 (also for the hybrid) or the truncated v2 hash.
+        self.torrents: dict[str, tuple[Path, str]] = {}
+        for version in sorted({r[2] for r in self.cfg.rows} | {"v1"}):
+            kind = "v1" if version == "utp" else version
+            torrent = self.cfg.base_dir / f"bench-{kind}.torrent"
+            if not torrent.exists():
+                peers.create_torrent_lt(self.content, torrent, self.cfg.piece_kib * 1024,
+                                        [f"http://127.0.0.1:{self.tracker_port}/announce"], version=kind)
+            hashes = peers.lt_info_hashes(torrent)
+            self.torrents[version] = (torrent, hashes["v1"] or hashes["v2"][:40])
 
     def drop_caches(self) -> None:
         if not self.cfg.drop_caches:
@@ -276,44 +302,53 @@ class Bench:
         except OSError as e:
             self.cache_note = f"page cache not dropped ({e.strerror}; needs root)"
 
-    def start_seeder(self, swarm: peers.Swarm, kind: str) -> peers.Proc:
+    def start_seeder(self, swarm: peers.Swarm, kind: str, variant: str) -> peers.Proc:
         port = peers.free_port()
+        torrent = self.torrents[variant][0]
         if kind == "libtorrent":
-            proc = swarm.spawn("seed-libtorrent", [PY, BENCH / "lt_peer.py", "seed", self.torrent, self.src_dir,
-                                                   "--port", port])
+            utp = ["--utp"] if variant == "utp" else []
+            proc = swarm.spawn("seed-libtorrent", [PY, BENCH / "lt_peer.py", "seed", torrent, self.src_dir,
+                                                   "--port", port, *utp])
         elif kind == "btt":
-            proc = swarm.btt.seed(self.torrent, self.src_dir, listen_port=port, timeout_s=self.timeout_s)
+            # TCP rows measure TCP: btt would otherwise try uTP first.
+            extra = [] if variant == "utp" else ["--no-utp"]
+            proc = swarm.btt.seed(torrent, self.src_dir, listen_port=port, timeout_s=self.timeout_s,
+                                  extra=extra)
         else:
             raise ValueError(kind)
         return proc
 
-    def leecher_argv(self, swarm: peers.Swarm, kind: str, out: Path) -> tuple[list, Optional[dict]]:
+    def leecher_argv(self, swarm: peers.Swarm, kind: str, variant: str, out: Path) -> tuple[list, Optional[dict]]:
         port = peers.free_port()
+        torrent = self.torrents[variant][0]
         if kind == "libtorrent":
-            return [PY, BENCH / "lt_peer.py", "download", self.torrent, out, "--port", port,
-                    "--timeout", self.timeout_s], None
+            utp = ["--utp"] if variant == "utp" else []
+            return [PY, BENCH / "lt_peer.py", "download", torrent, out, "--port", port,
+                    "--timeout", self.timeout_s, *utp], None
         if kind == "btt":
-            return [swarm.btt.binary, "download", self.torrent, "-o", out, "--listen-port", port,
-                    "--json"], swarm.btt.env("leech")
+            extra = [] if variant == "utp" else ["--no-utp"]
+            return [swarm.btt.binary, "download", torrent, "-o", out, "--listen-port", port,
+                    "--json", *extra], swarm.btt.env("leech")
         if kind == "aria2":
-            argv = swarm.aria2().download_argv(self.torrent, out, port, "leech-aria2")
+            argv = swarm.aria2().download_argv(torrent, out, port, "leech-aria2")
             # Per-message info logging would cost aria2 CPU the others do not spend.
             return [a if not a.startswith("--log-level=") else "--log-level=warn" for a in argv], None
         raise ValueError(kind)
 
     def run_once(self, row: Row, index: int) -> Run:
-        run_dir = self.cfg.base_dir / "runs" / f"{row.seeder}-{row.leecher}-{index}"
+        run_dir = self.cfg.base_dir / "runs" / f"{row_key(row.seeder, row.leecher, row.variant)}-{index}"
         swarm = peers.Swarm(run_dir)
         ok = False
+        info_hash = self.torrents[row.variant][1]
         try:
             self.drop_caches()
-            tracker = swarm.tracker(port=self.tracker_port).start([self.info_hash])
-            seeder = self.start_seeder(swarm, row.seeder)
-            tracker.wait_for_seeders(self.info_hash, timeout_s=self.timeout_s, watch=[seeder])
+            tracker = swarm.tracker(port=self.tracker_port).start([info_hash])
+            seeder = self.start_seeder(swarm, row.seeder, row.variant)
+            tracker.wait_for_seeders(info_hash, timeout_s=self.timeout_s, watch=[seeder])
 
             out = run_dir / "out"
             out.mkdir()
-            argv, env = self.leecher_argv(swarm, row.leecher, out)
+            argv, env = self.leecher_argv(swarm, row.leecher, row.variant, out)
             time_file = run_dir / "leecher.time"
             timed = [TIME, "-f", "%e %U %S %M", "-o", time_file, *argv]
             start = time.monotonic()
@@ -341,7 +376,7 @@ class Bench:
                     log(f"logs of the failed run kept in {run_dir}")
 
     def run(self) -> list[Row]:
-        rows = [Row(s, l) for s, l in self.cfg.rows]
+        rows = [Row(s, l, v) for s, l, v in self.cfg.rows]
         for row in rows:
             if self.cfg.btt_bin is None and "btt" in (row.seeder, row.leecher):
                 row.skipped = self.cfg.btt_note
@@ -404,7 +439,7 @@ def _ratio(value: Optional[float], ref: Optional[float]) -> str:
 
 def render(cfg: Config, bench: Bench, rows: list[Row], limits: list[tuple[str, float, str]]) -> str:
     size = bench.size
-    ref = next((r for r in rows if (r.seeder, r.leecher) == REFERENCE and r.runs), None)
+    ref = next((r for r in rows if (r.seeder, r.leecher, r.variant) == REFERENCE and r.runs), None)
     ref_speed = size / ref.median("seconds") if ref else None
     ref_cpu = ref.median("cpu_s") if ref else None
     ref_rss = ref.median("rss_kib") if ref else None
@@ -450,6 +485,15 @@ def render(cfg: Config, bench: Bench, rows: list[Row], limits: list[tuple[str, f
         notes.append("aria2 spends about 3 s of every run on 1-second ticks: it dials peers on the next tick, "
                      "tries an encrypted handshake first and redials in plain text after the seeder "
                      "(encryption disabled) refuses it, and announces completion before exiting.")
+    def speed_of(seeder: str, leecher: str, variant: str) -> Optional[float]:
+        r = next((r for r in rows if (r.seeder, r.leecher, r.variant) == (seeder, leecher, variant) and r.runs), None)
+        return size / r.median("seconds") if r else None
+
+    for variant, label in (("v2", "v2"), ("hybrid", "hybrid"), ("utp", "uTP")):
+        for seeder, leecher in (("libtorrent", "btt"), ("btt", "btt"), ("libtorrent", "libtorrent")):
+            base, other = speed_of(seeder, leecher, "v1"), speed_of(seeder, leecher, variant)
+            if base and other:
+                notes.append(f"{seeder} → {leecher}: {label} runs at {other / base:.2f}× the v1/TCP speed.")
     if any(r.leecher == "libtorrent" and r.runs for r in rows):
         notes.append("libtorrent 2.x maps the files into memory, so its peak RSS grows with the torrent size.")
     if notes:

@@ -8,7 +8,7 @@ SIGTERM/SIGINT. ``download`` exits 0 once every piece is verified and
 libtorrent has written it to the files (not fsynced, like the other
 clients). Session settings are the interop harness's ``lt_settings``:
 libtorrent's defaults plus loopback-only listening, no DHT/LSD/UPnP/NAT-PMP,
-no encryption, no uTP.
+no encryption, no uTP (``--utp``: uTP only, no TCP).
 """
 
 from __future__ import annotations
@@ -89,8 +89,10 @@ def main() -> int:
     parser.add_argument("save_dir")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=3600, help="download: give up after this many seconds")
+    parser.add_argument("--utp", action="store_true", help="uTP only (TCP off both ways)")
     args = parser.parse_args()
-    session = lt.session(peers.lt_settings(args.port))
+    transport = {"tcp": False, "utp": True} if args.utp else {}
+    session = lt.session(peers.lt_settings(args.port, **transport))
     if args.mode == "seed":
         return seed(session, args.torrent, args.save_dir)
     return download(session, args.torrent, args.save_dir, args.timeout)

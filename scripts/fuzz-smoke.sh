@@ -10,7 +10,8 @@ if ! rustup toolchain list | grep -q '^nightly'; then
     exit 1
 fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for target in bencode metainfo wire tracker; do
+targets=$(cargo +nightly fuzz list)
+for target in $targets; do
     echo "fuzz-smoke: $target for ${seconds}s"
     cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 | tail -n 3
 done

@@ -1133,12 +1133,14 @@ class Btt:
         return self.start(*args, discovery=bool(dht_bootstrap))
 
     def seed(self, torrent: Path, data: Path, listen_port: Optional[int] = None,
-             peers: Iterable[tuple[str, int]] = (), timeout_s: float = 60.0) -> Proc:
+             peers: Iterable[tuple[str, int]] = (), timeout_s: float = 60.0,
+             extra: Iterable[str] = ()) -> Proc:
         """Starts ``btt seed`` and waits for the ``seeding`` line on stderr."""
         port = listen_port or free_port()
         args: list = ["seed", torrent, data, "--listen-port", port]
         for host, p in peers:
             args += ["--peer", f"{host}:{p}"]
+        args += list(extra)
         proc = self.start(*args)
         proc.port = port
 

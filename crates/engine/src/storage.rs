@@ -291,15 +291,12 @@ impl PieceHashes {
     /// Whether `data` (the whole piece, pad bytes included) is piece `index`.
     pub fn piece_ok(&self, index: u32, data: &[u8]) -> bool {
         let v = self.info.version;
-        if v.has_v1()
-            && !self
-                .info
+        let v1_ok = || {
+            self.info
                 .piece_hash(index)
                 .is_some_and(|h| sha1_digest(data) == *h)
-        {
-            return false;
-        }
-        !v.has_v2() || self.v2_piece_ok(index, data)
+        };
+        (!v.has_v1() || v1_ok()) && (!v.has_v2() || self.v2_piece_ok(index, data))
     }
 
     /// The piece layer of the file with `root`, if the torrent has it.

@@ -108,6 +108,10 @@ pub(crate) struct PeerCounters {
     pub(crate) snubbed: std::sync::atomic::AtomicBool,
 }
 
+/// One block of a failed piece: who sent it and the SHA-256 of what they sent (`None` for padding
+/// or a sender already gone).
+type BlockRecord = Option<(Suspect, [u8; 32])>;
+
 /// Who sent a block of a piece that failed, kept beyond the connection's life.
 #[derive(Debug, Clone, Copy)]
 struct Suspect {
@@ -143,7 +147,7 @@ pub(crate) struct Inner {
     bad_sources: HashSet<PeerKey>,
     /// Failed pieces with several senders: per block, who sent it and the hash of what they sent.
     /// When the piece later verifies, senders of blocks that differ from the good data are banned.
-    suspects: HashMap<u32, Vec<Option<(Suspect, [u8; 32])>>>,
+    suspects: HashMap<u32, Vec<BlockRecord>>,
     candidates: VecDeque<SocketAddr>,
     dialing: HashSet<SocketAddr>,
     /// Addresses to dial again after a failed or dropped outgoing connection: attempts so far and
@@ -341,7 +345,7 @@ impl Shared {
             }
         } else {
             let hashes = block_hashes(&data);
-            let record: Vec<Option<(Suspect, [u8; 32])>> = senders
+            let record: Vec<BlockRecord> = senders
                 .into_iter()
                 .zip(hashes)
                 .map(|(s, h)| s.map(|s| (s, h)))

@@ -20,9 +20,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::ledbat::Ledbat;
-use crate::packet::{
-    Header, Packet, PacketError, PacketType, HEADER_LEN, MAX_SELECTIVE_ACK_BYTES,
-};
+use crate::packet::{Header, Packet, PacketError, PacketType, HEADER_LEN, MAX_SELECTIVE_ACK_BYTES};
 
 /// Smallest retransmission timeout (BEP 29).
 const MIN_RTO: Duration = Duration::from_millis(500);
@@ -83,7 +81,9 @@ impl Default for Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ConnError {
     /// The peer never answered the SYN.
-    #[error("utp connect timed out: the peer did not answer; check the address and that it accepts uTP")]
+    #[error(
+        "utp connect timed out: the peer did not answer; check the address and that it accepts uTP"
+    )]
     ConnectTimedOut,
     /// The peer sent ST_RESET.
     #[error("utp connection reset by the peer")]
@@ -215,7 +215,12 @@ impl Connection {
         if h.packet_type != PacketType::Syn {
             return Err(PacketError::NotForUs);
         }
-        let mut c = Self::new(config, h.connection_id.wrapping_add(1), h.connection_id, now);
+        let mut c = Self::new(
+            config,
+            h.connection_id.wrapping_add(1),
+            h.connection_id,
+            now,
+        );
         c.syn_seq = h.seq_nr;
         c.ack_nr = h.seq_nr;
         c.seq_nr = seq_nr;
@@ -525,7 +530,8 @@ impl Connection {
                 e.acked = true;
                 newly_sacked = true;
                 let len = e.payload.len();
-                let (in_flight, transmissions, last_sent) = (e.in_flight, e.transmissions, e.last_sent);
+                let (in_flight, transmissions, last_sent) =
+                    (e.in_flight, e.transmissions, e.last_sent);
                 acked_bytes += len;
                 if in_flight {
                     self.inflight_bytes -= len;

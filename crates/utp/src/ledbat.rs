@@ -65,9 +65,7 @@ impl Ledbat {
         let mss = mss.max(1);
         Self {
             mss,
-            target_us: u32::try_from(target.as_micros())
-                .unwrap_or(u32::MAX)
-                .max(1),
+            target_us: u32::try_from(target.as_micros()).unwrap_or(u32::MAX).max(1),
             cwnd: (MIN_CWND * mss) as f64,
             slow_start: true,
             ssthresh: f64::INFINITY,
@@ -113,7 +111,11 @@ impl Ledbat {
 
     /// The smallest delay sample of the last [`BASE_HISTORY_MINUTES`] minutes.
     pub fn base_delay_us(&self) -> Option<u32> {
-        self.base_history.iter().flatten().copied().reduce(wrapping_min)
+        self.base_history
+            .iter()
+            .flatten()
+            .copied()
+            .reduce(wrapping_min)
     }
 
     /// Current delay minus base delay, or `None` before the first sample.
@@ -210,7 +212,8 @@ mod tests {
         let before = l.cwnd();
         // One window's worth of acks grows the window by about 0.9 * 3000 bytes.
         for _ in 0..50 {
-            l.on_ack(MSS, 50_000);
+            let flight = l.cwnd();
+            l.on_ack(MSS, flight);
         }
         let grown = l.cwnd() - before;
         assert!((2_600..=2_800).contains(&grown), "grew {grown}");

@@ -182,7 +182,9 @@ impl<'a> Packet<'a> {
             };
             let start = at + 2;
             let end = start + usize::from(len);
-            let data = buf.get(start..end).ok_or(PacketError::Truncated(buf.len()))?;
+            let data = buf
+                .get(start..end)
+                .ok_or(PacketError::Truncated(buf.len()))?;
             if next == EXT_SELECTIVE_ACK && selective_ack.is_none() {
                 selective_ack = Some(SelectiveAck::new(data));
             }
@@ -324,10 +326,7 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         assert_eq!(Packet::decode(&[]), Err(PacketError::Truncated(0)));
-        assert_eq!(
-            Packet::decode(&[0x01; 19]),
-            Err(PacketError::Truncated(19))
-        );
+        assert_eq!(Packet::decode(&[0x01; 19]), Err(PacketError::Truncated(19)));
         let mut buf = [0u8; 20];
         buf[0] = 0x02;
         assert_eq!(Packet::decode(&buf), Err(PacketError::BadVersion(2)));
