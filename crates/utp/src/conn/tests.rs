@@ -37,14 +37,16 @@ impl Link {
     }
 }
 
+/// (arrival time, tie-break, towards b, datagram)
+type InFlight = Reverse<(Instant, u64, bool, Vec<u8>)>;
+
 struct Pair {
     now: Instant,
     a: Connection,
     b: Connection,
     link: Link,
     rng: SmallRng,
-    /// (arrival, tie-break, to_b, datagram)
-    wire: BinaryHeap<Reverse<(Instant, u64, bool, Vec<u8>)>>,
+    wire: BinaryHeap<InFlight>,
     counter: u64,
     /// When each direction's bottleneck finishes serialising what it already holds.
     queue_free_at: [Instant; 2],
