@@ -16,6 +16,21 @@
 //!   number of connections keyed by (peer address, connection id); streams implement
 //!   `AsyncRead`/`AsyncWrite`.
 //!
+//! ```
+//! # async fn demo() -> Result<(), utp::Error> {
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! let server = utp::UtpSocket::bind("127.0.0.1:0".parse().unwrap()).await?;
+//! let client = utp::UtpSocket::bind("127.0.0.1:0".parse().unwrap()).await?;
+//! let addr = server.local_addr()?;
+//! let (accepted, connected) = tokio::join!(server.accept(), client.connect(addr));
+//! let (mut a, mut b) = (accepted?, connected?);
+//! b.write_all(b"ping").await?;
+//! let mut buf = [0u8; 4];
+//! a.read_exact(&mut buf).await?;
+//! assert_eq!(&buf, b"ping");
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
 //!
 //! Dependencies: `tokio` (UDP socket, timers) for the driver only; `rand` for connection ids and
 //! initial sequence numbers; `thiserror`, `tracing`.
@@ -25,7 +40,9 @@
 mod conn;
 pub mod ledbat;
 pub mod packet;
+mod socket;
 
 pub use conn::{Config, ConnError, ConnState, Connection, Stats};
 pub use ledbat::Ledbat;
 pub use packet::PacketError;
+pub use socket::{Error, OwnedReadHalf, OwnedWriteHalf, SocketConfig, UtpSocket, UtpStream};
