@@ -731,6 +731,17 @@ class LtSession:
         self.torrents.append(t)
         return t
 
+    def add_magnet(self, uri: str, save_path: Path) -> LtTorrent:
+        """Adds a magnet link; libtorrent fetches the metadata (and v2 piece layers) from peers."""
+        atp = lt.parse_magnet_uri(uri)
+        atp.save_path = str(save_path)
+        atp.flags &= ~lt.torrent_flags.auto_managed
+        atp.flags &= ~lt.torrent_flags.paused
+        handle = self.session.add_torrent(atp)
+        t = LtTorrent(self, handle, uri[:60])
+        self.torrents.append(t)
+        return t
+
     def seed(self, torrent: Path, save_path: Path, timeout_s: float = 60.0) -> LtTorrent:
         """Adds ``torrent`` over complete data and waits until the check says it is seeding."""
         t = self.add(torrent, save_path)

@@ -72,17 +72,47 @@ def test_magnet_found_only_through_dht(swarm, btt, seed_dir, tmp_path):
     assert report["complete"] is True
 
 
-def test_magnet_with_peer_address_fetches_metadata(swarm, btt, seed_dir, tmp_path):
-    """``x.pe`` alone is enough: metadata over BEP 9 from a libtorrent seeder, then the data."""
-    content = _multi(seed_dir, "magnet-tree")
-    torrent = peers.create_torrent_lt(content, tmp_path / "m.torrent", PIECE, version="hybrid")
+@pytest.mark.parametrize("version", ["hybrid", "v2"])
+def test_magnet_with_peer_address_fetches_metadata(swarm, btt, seed_dir, tmp_path, version):
+    """``x.pe`` alone is enough: metadata over BEP 9 from a libtorrent seeder, then the data.
+
+    The hybrid case has 16 KiB pieces, so its info dictionary spans two metadata pieces; the
+    v2-only case also needs the piece layers, fetched with BEP 52 hash requests.
+    """
+    if version == "hybrid":
+        content = peers.make_single_file(seed_dir, "magnet.bin", 20 * peers.MIB + 5, seed=32)
+        piece = 16 * peers.KIB
+    else:
+        content = _multi(seed_dir, "magnet-tree")
+        piece = PIECE
+    torrent = peers.create_torrent_lt(content, tmp_path / "m.torrent", piece, version=version)
     lt = swarm.libtorrent("seeder")
     lt.seed(torrent, seed_dir)
-    v1 = peers.lt_info_hashes(torrent)["v1"]
-    magnet = f"magnet:?xt=urn:btih:{v1}&dn=magnet-tree&x.pe=127.0.0.1:{lt.port}"
+    hashes = peers.lt_info_hashes(torrent)
+    xt = f"urn:btih:{hashes['v1']}" if hashes["v1"] else f"urn:btmh:1220{hashes['v2']}"
+    magnet = f"magnet:?xt={xt}&dn={content.name}&x.pe=127.0.0.1:{lt.port}"
     out = tmp_path / "out"
     report = _finish(btt.download(magnet, out), content, out)
-    assert report["info_hash"] == v1
+    assert report["info_hash"] == (hashes["v1"] or hashes["v2"][:40])
+    assert report["hash_failures"] == 0
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_libtorrent_fetches_metadata_from_btt(swarm, btt, seed_dir, tmp_path, version):
+    """btt serves the info dictionary (BEP 9) and, for v2, the piece layers (BEP 52 hashes)."""
+    content = _multi(seed_dir, f"serve-{version}")
+    extra = ["--v2"] if version == "v2" else []
+    torrent = btt.create(content, tmp_path / "s.torrent", piece_size=PIECE, extra=extra)
+    seeder = btt.seed(torrent, seed_dir)
+    hashes = peers.lt_info_hashes(torrent)
+    xt = f"urn:btih:{hashes['v1']}" if hashes["v1"] else f"urn:btmh:1220{hashes['v2']}"
+    lt = swarm.libtorrent("leecher")
+    out = tmp_path / "lt-out"
+    out.mkdir()
+    t = lt.add_magnet(f"magnet:?xt={xt}&dn={content.name}", out)
+    t.connect_peer("127.0.0.1", seeder.port)
+    t.wait_seeding(TIMEOUT_S, watch=[seeder])
+    peers.assert_same_content(content, out / content.name)
 
 
 # --------------------------------------------------------------------------

@@ -91,14 +91,14 @@ pub(crate) async fn fetch(
     let mut seen: HashSet<SocketAddr> = HashSet::new();
     let mut answered: Vec<SocketAddr> = Vec::new();
     let mut queue: Vec<SocketAddr> = Vec::new();
-    let mut running: JoinSet<(SocketAddr, Result<Vec<u8>, String>)> = JoinSet::new();
+    let mut running: JoinSet<(SocketAddr, Result<Fetched, String>)> = JoinSet::new();
     let mut sources_open = true;
-    let info = loop {
+    let mut torrent = loop {
         while running.len() < PARALLEL_FETCHES {
             let Some(addr) = queue.pop() else { break };
             let session = session.clone();
             running.spawn(async move {
-                let r = fetch_from(&session, addr, ours, alt).await;
+                let r = fetch_from(&session, addr, ours, alt, expected).await;
                 (addr, r)
             });
         }
@@ -120,11 +120,13 @@ pub(crate) async fn fetch(
             Some(done) = running.join_next(), if !running.is_empty() => {
                 let Ok((addr, result)) = done else { continue };
                 match result {
-                    Ok(bytes) if expected.matches(&bytes) => {
+                    Ok(fetched) => {
                         answered.push(addr);
-                        break bytes;
+                        match fetched.into_torrent() {
+                            Ok(t) => break t,
+                            Err(e) => tracing::warn!(%addr, "unusable metadata: {e}"),
+                        }
                     }
-                    Ok(_) => tracing::warn!(%addr, "peer sent metadata that does not match the info-hash"),
                     Err(e) => {
                         if e.starts_with("answered:") {
                             answered.push(addr);
@@ -137,8 +139,6 @@ pub(crate) async fn fetch(
     };
     sources.abort_all();
     running.abort_all();
-    let mut torrent = Torrent::from_info_bytes(info)
-        .map_err(|e| Error::Magnet(format!("the fetched metadata is not a valid torrent: {e}")))?;
     torrent.announce_list = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
     torrent.announce = magnet.trackers.first().cloned();
     torrent.url_list = magnet.web_seeds.clone();
@@ -149,6 +149,24 @@ pub(crate) async fn fetch(
     })
 }
 
+/// What one peer delivered: the verified info dictionary and, for a v2-only torrent, the piece
+/// layers it needs (BEP 52 hash requests; a hybrid can be checked with its SHA-1 pieces).
+struct Fetched {
+    info: Vec<u8>,
+    layers: Vec<([u8; 32], Vec<[u8; 32]>)>,
+}
+
+impl Fetched {
+    fn into_torrent(self) -> Result<Torrent, metainfo::Error> {
+        let mut t = Torrent::from_info_bytes(self.info)?;
+        for (root, layer) in self.layers {
+            // Checked against the pieces root: a peer cannot make us accept a wrong layer.
+            t.set_piece_layer(root, layer)?;
+        }
+        Ok(t)
+    }
+}
+
 /// Fetches the whole info dictionary from one peer. Errors that happen after the peer completed
 /// the handshake start with `answered:` so the caller can keep the address for the download.
 async fn fetch_from(
@@ -156,17 +174,50 @@ async fn fetch_from(
     addr: SocketAddr,
     ours: Handshake,
     alt: Option<[u8; 20]>,
-) -> Result<Vec<u8>, String> {
+    expected: Expected,
+) -> Result<Fetched, String> {
     let (stream, theirs) = connect(session, addr, ours, alt).await?;
     if !theirs.supports_extensions() {
         return Err("answered: peer does not support the extension protocol".into());
     }
-    fetch_over(stream)
+    fetch_over(stream, expected)
         .await
         .map_err(|e| format!("answered: {e}"))
 }
 
-async fn fetch_over(stream: PeerStream) -> Result<Vec<u8>, String> {
+/// Piece-layer hashes asked for in one BEP 52 request (libtorrent serves up to 512).
+const LAYER_CHUNK: u32 = 512;
+
+/// The hash requests that fetch every piece layer a v2-only torrent needs.
+fn layer_requests(info: &[u8]) -> Result<Vec<wire::HashRequest>, String> {
+    use metainfo::merkle::{block_count, piece_height, tree_height};
+    let t = Torrent::from_info_bytes(info.to_vec()).map_err(|e| e.to_string())?;
+    let piece_length = t.info.piece_length;
+    let mut out = Vec::new();
+    for f in &t.info.files {
+        let Some(root) = f.pieces_root.filter(|_| f.length > u64::from(piece_length)) else {
+            continue;
+        };
+        let base = piece_height(piece_length);
+        let level_size = 1u64 << (tree_height(block_count(f.length)) - base);
+        let chunk = u64::from(LAYER_CHUNK).min(level_size);
+        let pieces = f.length.div_ceil(u64::from(piece_length));
+        let mut index = 0u64;
+        while index < pieces {
+            out.push(wire::HashRequest {
+                pieces_root: root,
+                base_layer: base,
+                index: index as u32,
+                length: chunk as u32,
+                proof_layers: 0,
+            });
+            index += chunk;
+        }
+    }
+    Ok(out)
+}
+
+async fn fetch_over(stream: PeerStream, expected: Expected) -> Result<Fetched, String> {
     use tokio::io::AsyncWriteExt;
     let PeerStream { mut rd, mut wr, .. } = stream;
     let mut hello = ExtendedHandshake {
@@ -185,6 +236,10 @@ async fn fetch_over(stream: PeerStream) -> Result<Vec<u8>, String> {
     let mut dec = FrameDecoder::new(MAX_FRAME);
     let mut their_id: Option<u8> = None;
     let mut assembler: Option<MetadataAssembler> = None;
+    let mut info: Option<Vec<u8>> = None;
+    let mut pending: Vec<wire::HashRequest> = Vec::new();
+    let mut layers: std::collections::BTreeMap<[u8; 32], Vec<(u32, Vec<[u8; 32]>)>> =
+        Default::default();
     loop {
         let n = tokio::time::timeout(READ_TIMEOUT, rd.read(dec.spare()))
             .await
@@ -196,6 +251,33 @@ async fn fetch_over(stream: PeerStream) -> Result<Vec<u8>, String> {
         dec.advance(n);
         out.clear();
         while let Some(msg) = dec.next().map_err(|e| e.to_string())? {
+            if let Some(Ok(h)) = wire::HashMessage::from_message(&msg) {
+                match h {
+                    wire::HashMessage::Hashes { request, hashes } => {
+                        let Some(pos) = pending.iter().position(|r| *r == request) else {
+                            continue;
+                        };
+                        pending.swap_remove(pos);
+                        let got: Vec<[u8; 32]> = hashes
+                            .chunks_exact(32)
+                            .take(request.length as usize)
+                            .filter_map(|c| c.try_into().ok())
+                            .collect();
+                        layers
+                            .entry(request.pieces_root)
+                            .or_default()
+                            .push((request.index, got));
+                        if pending.is_empty() {
+                            return finish(info.take(), layers);
+                        }
+                    }
+                    wire::HashMessage::Reject(_) => {
+                        return Err("peer refused to send piece layers".into());
+                    }
+                    wire::HashMessage::Request(_) => {}
+                }
+                continue;
+            }
             let Message::Extended { id, payload } = msg else {
                 continue;
             };
@@ -231,8 +313,27 @@ async fn fetch_over(stream: PeerStream) -> Result<Vec<u8>, String> {
                     }) => {
                         if a.handle_data(piece, total_size, data)
                             .map_err(|e| e.to_string())?
+                            && a.is_complete()
+                            && info.is_none()
                         {
-                            return a.take().ok_or_else(|| "assembly lost".to_string());
+                            let bytes = a.take().ok_or("assembly lost")?;
+                            if !expected.matches(&bytes) {
+                                return Err("metadata does not match the info-hash".into());
+                            }
+                            if expected.v1.is_some() {
+                                return Ok(Fetched {
+                                    info: bytes,
+                                    layers: Vec::new(),
+                                });
+                            }
+                            pending = layer_requests(&bytes)?;
+                            if pending.is_empty() {
+                                return finish(Some(bytes), layers);
+                            }
+                            for r in &pending {
+                                wire::HashMessage::Request(*r).encode(&mut out);
+                            }
+                            info = Some(bytes);
                         }
                     }
                     Ok(MetadataMessage::Reject { piece }) => {
@@ -246,4 +347,33 @@ async fn fetch_over(stream: PeerStream) -> Result<Vec<u8>, String> {
             wr.write_all(&out).await.map_err(|e| e.to_string())?;
         }
     }
+}
+
+/// Joins the piece-layer chunks of each file into whole layers (trimmed to the file's pieces by
+/// [`Torrent::set_piece_layer`]'s check later).
+fn finish(
+    info: Option<Vec<u8>>,
+    layers: std::collections::BTreeMap<[u8; 32], Vec<(u32, Vec<[u8; 32]>)>>,
+) -> Result<Fetched, String> {
+    let info = info.ok_or("piece layers arrived before the metadata")?;
+    let t = Torrent::from_info_bytes(info.clone()).map_err(|e| e.to_string())?;
+    let mut whole = Vec::new();
+    for (root, mut chunks) in layers {
+        chunks.sort_by_key(|c| c.0);
+        let pieces = t
+            .info
+            .files
+            .iter()
+            .find(|f| f.pieces_root == Some(root))
+            .map_or(0, |f| {
+                f.length.div_ceil(u64::from(t.info.piece_length)) as usize
+            });
+        let mut layer: Vec<[u8; 32]> = chunks.into_iter().flat_map(|c| c.1).collect();
+        layer.truncate(pieces);
+        whole.push((root, layer));
+    }
+    Ok(Fetched {
+        info,
+        layers: whole,
+    })
 }

@@ -264,7 +264,8 @@ pub(crate) async fn run(
         pex_sent_at: None,
         pex_received_at: None,
         pex_told: std::collections::HashSet::new(),
-        v2: hs.supports_v2(),
+        // The handshake bit marks v2 support on a hybrid; a v2-only torrent implies it.
+        v2: hs.supports_v2() || !shared.info.version.has_v1(),
         hash_requests: Vec::new(),
     };
     conn.greet(&hs);

@@ -795,7 +795,11 @@ pub(crate) async fn start(
     }
     tokio::spawn(housekeeping(shared.clone()));
     tokio::spawn(dialer(shared.clone()));
-    tokio::spawn(announcer(shared.clone(), tiers));
+    // A hybrid is announced under both info-hashes, so v2-only peers find it too (BEP 52).
+    if let Some(alt) = shared.alt_info_hash {
+        tokio::spawn(announcer(shared.clone(), alt, tiers.clone()));
+    }
+    tokio::spawn(announcer(shared.clone(), shared.info_hash, tiers));
     tokio::spawn(crate::discovery::dht_announcer(shared.clone()));
     for url in add.web_seeds {
         match crate::webseed::WebSeed::new(&url) {
@@ -1174,8 +1178,9 @@ async fn web_seeder(shared: Arc<Shared>, mut ws: crate::webseed::WebSeed) {
     }
 }
 
-/// Announces to the torrent's trackers (BEP 12 tiers) until stopped.
-async fn announcer(shared: Arc<Shared>, tiers: Vec<Vec<String>>) {
+/// Announces `info_hash` (the torrent's, or a hybrid's other one) to the torrent's trackers
+/// (BEP 12 tiers) until stopped.
+async fn announcer(shared: Arc<Shared>, info_hash: [u8; 20], tiers: Vec<Vec<String>>) {
     use tracker::{AnnounceRequest, Event, TierList};
     if tiers.iter().all(|t| t.is_empty()) {
         return;
@@ -1191,7 +1196,7 @@ async fn announcer(shared: Arc<Shared>, tiers: Vec<Vec<String>>) {
     let mut announced_complete = shared.lock().picker.is_complete();
     loop {
         let req = |event: Event, tracker_id: Option<String>| AnnounceRequest {
-            info_hash: shared.info_hash,
+            info_hash,
             peer_id: shared.session.peer_id,
             port: shared.session.listen_port,
             uploaded: shared.uploaded.load(Relaxed),
