@@ -185,6 +185,9 @@ async fn fetch_from(
         .map_err(|e| format!("answered: {e}"))
 }
 
+/// Piece-layer answers by pieces root: (first index, hashes) per answered request.
+type LayerChunks = std::collections::BTreeMap<[u8; 32], Vec<(u32, Vec<[u8; 32]>)>>;
+
 /// Piece-layer hashes asked for in one BEP 52 request (libtorrent serves up to 512).
 const LAYER_CHUNK: u32 = 512;
 
@@ -238,8 +241,7 @@ async fn fetch_over(stream: PeerStream, expected: Expected) -> Result<Fetched, S
     let mut assembler: Option<MetadataAssembler> = None;
     let mut info: Option<Vec<u8>> = None;
     let mut pending: Vec<wire::HashRequest> = Vec::new();
-    let mut layers: std::collections::BTreeMap<[u8; 32], Vec<(u32, Vec<[u8; 32]>)>> =
-        Default::default();
+    let mut layers = LayerChunks::default();
     loop {
         let n = tokio::time::timeout(READ_TIMEOUT, rd.read(dec.spare()))
             .await
@@ -353,7 +355,7 @@ async fn fetch_over(stream: PeerStream, expected: Expected) -> Result<Fetched, S
 /// [`Torrent::set_piece_layer`]'s check later).
 fn finish(
     info: Option<Vec<u8>>,
-    layers: std::collections::BTreeMap<[u8; 32], Vec<(u32, Vec<[u8; 32]>)>>,
+    layers: LayerChunks,
 ) -> Result<Fetched, String> {
     let info = info.ok_or("piece layers arrived before the metadata")?;
     let t = Torrent::from_info_bytes(info.clone()).map_err(|e| e.to_string())?;

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use sha1::{Digest, Sha1};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use utp::UtpSocket;
 
 const BLOCK: usize = 16 * 1024;
