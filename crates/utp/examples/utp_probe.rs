@@ -44,9 +44,14 @@ fn handshake(info_hash: &[u8; 20]) -> Vec<u8> {
 
 async fn read_handshake(r: &mut (impl AsyncRead + Unpin), info_hash: &[u8; 20]) -> Result<()> {
     let mut theirs = [0u8; 68];
-    r.read_exact(&mut theirs).await.context("reading handshake")?;
+    r.read_exact(&mut theirs)
+        .await
+        .context("reading handshake")?;
     ensure!(&theirs[..20] == PSTR, "not a BitTorrent handshake");
-    ensure!(&theirs[28..48] == info_hash, "peer answered for another torrent");
+    ensure!(
+        &theirs[28..48] == info_hash,
+        "peer answered for another torrent"
+    );
     Ok(())
 }
 
@@ -56,7 +61,10 @@ async fn read_message(r: &mut (impl AsyncRead + Unpin)) -> Result<Option<(u8, Ve
     if len == 0 {
         return Ok(None);
     }
-    ensure!(len <= BLOCK + 64 || len <= 1 << 20, "message of {len} bytes");
+    ensure!(
+        len <= BLOCK + 64 || len <= 1 << 20,
+        "message of {len} bytes"
+    );
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;
     let id = body[0];
@@ -81,7 +89,10 @@ async fn fetch(args: &[String]) -> Result<()> {
     let piece_len: usize = piece_len.parse()?;
     let hashes = std::fs::read(hashes)?;
     let pieces = total.div_ceil(piece_len);
-    ensure!(hashes.len() == pieces * 20, "hashes file does not match the size");
+    ensure!(
+        hashes.len() == pieces * 20,
+        "hashes file does not match the size"
+    );
 
     let socket = UtpSocket::bind("127.0.0.1:0".parse()?).await?;
     let stream = socket.connect(addr).await.context("uTP connect")?;
@@ -99,7 +110,11 @@ async fn fetch(args: &[String]) -> Result<()> {
         }
     };
     let have = (0..pieces)
-        .filter(|i| bitfield.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0))
+        .filter(|i| {
+            bitfield
+                .get(i / 8)
+                .is_some_and(|b| b & (0x80 >> (i % 8)) != 0)
+        })
         .count();
     println!("BITFIELD {} bytes, {have}/{pieces} pieces", bitfield.len());
     ensure!(have == pieces, "the peer is not a seed");
@@ -147,7 +162,10 @@ async fn fetch(args: &[String]) -> Result<()> {
                 let begin = u32::from_be_bytes(body[4..8].try_into()?) as usize;
                 let data = &body[8..];
                 // Requests are answered in order; the block belongs to the piece being assembled.
-                ensure!(index == verified, "piece {index} arrived while assembling {verified}");
+                ensure!(
+                    index == verified,
+                    "piece {index} arrived while assembling {verified}"
+                );
                 piece_buf[begin..begin + data.len()].copy_from_slice(data);
                 piece_got += data.len();
                 received += data.len();

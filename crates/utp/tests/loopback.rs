@@ -224,3 +224,17 @@ fn halves_are_send_and_static() {
     check::<utp::OwnedWriteHalf>();
     check::<utp::UtpStream>();
 }
+
+/// Runs `tests/interop_libtorrent.py` (needs Debian's `python3-libtorrent`):
+/// `cargo test --test loopback -- --ignored interop`.
+#[test]
+#[ignore = "needs /usr/bin/python3 with libtorrent 2.0.8"]
+fn interop_with_libtorrent() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop_libtorrent.py");
+    let status = std::process::Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg("all")
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
