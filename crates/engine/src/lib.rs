@@ -1,16 +1,21 @@
 //! The BitTorrent session: torrents, peer connections, piece picking, choking, disk I/O and resume data.
 //!
 //! # Layout
-//! - [`Session`] owns the listening socket, the peer id and the global limits; it routes incoming
-//!   connections to torrents by info-hash.
-//! - A torrent ([`TorrentHandle`]) runs a housekeeping task (rechoke, rates, resume records, dialing)
-//!   and a tracker task, and one task pair per peer connection (a reader that drives the protocol and a
-//!   writer that sends control messages and serves blocks from disk).
+//! - [`Session`] owns the listening sockets (TCP, and uTP on the same port number), the peer id, the
+//!   global limits, the DHT node and local service discovery ([`lsd`]); it routes incoming
+//!   connections to torrents by info-hash (a hybrid answers to both of its hashes).
+//!   [`Session::fetch_metadata`] turns a magnet link into a torrent (BEP 9, plus BEP 52 piece layers
+//!   for v2-only links).
+//! - A torrent ([`TorrentHandle`]) runs a housekeeping task (rechoke, rates, resume records, dialing),
+//!   tracker and DHT tasks, one task per web seed (BEP 19), and one task pair per peer connection (a
+//!   reader that drives the protocol, PEX and BEP 52 hash requests, and a writer that sends control
+//!   messages and serves blocks from disk).
 //! - The synchronous cores hold the policy and most unit tests: [`picker`] (rarest-first, endgame,
 //!   parole after hash failures), [`choker`] (tit-for-tat, optimistic unchoke), [`resume`] and
 //!   [`ratelimit`].
-//! - [`storage`] does positional reads and writes across the torrent's files; pieces are hashed and
-//!   written on blocking threads, never on the network tasks.
+//! - [`storage`] does positional reads and writes across the torrent's files (pad files are never
+//!   on disk) and checks pieces against SHA-1 (v1), the BEP 52 Merkle piece layers (v2) or both
+//!   (hybrid); pieces are hashed and written on blocking threads, never on the network tasks.
 //!
 //! See `STATE.md` beside this file for the shared state and its locking rules.
 //!
