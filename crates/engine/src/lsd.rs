@@ -2,7 +2,7 @@
 //!
 //! A node multicasts `BT-SEARCH` datagrams naming the info-hashes it is interested in and the TCP
 //! port it listens on; every node on the link that has one of those torrents dials the sender.
-//! The codec here is sans-IO ([`encode_announce`], [`parse_announce`]); [`run`] is the driver.
+//! The codec here is sans-IO ([`encode_announce`], [`parse_announce`]); `run` is the driver.
 //! Each datagram carries a random cookie so a node recognises and ignores its own announces, which
 //! multicast loops back to it.
 //!
