@@ -507,7 +507,7 @@ pub(crate) struct ResponseHead {
 /// past [`MAX_HEAD_BYTES`]; values are checked, never trusted to size anything.
 pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, WebSeedError> {
     let window = &buf[..buf.len().min(MAX_HEAD_BYTES)];
-    let Some(head_len) = find_head_end(window) else {
+    let Some(head_len) = tracker::http::find_head_end(window) else {
         return if buf.len() >= MAX_HEAD_BYTES {
             Err(WebSeedError::HeadTooLarge)
         } else {
@@ -600,23 +600,6 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, We
         },
         head_len,
     )))
-}
-
-/// Length of the head including the blank line, accepting bare `\n` line ends.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
-        let nl = i + off;
-        let next = &buf[nl + 1..];
-        if next.starts_with(b"\n") {
-            return Some(nl + 2);
-        }
-        if next.starts_with(b"\r\n") {
-            return Some(nl + 3);
-        }
-        i = nl + 1;
-    }
-    None
 }
 
 /// `HTTP/1.x SSS reason` → (is HTTP/1.1 or later minor, status).

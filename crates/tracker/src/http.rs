@@ -333,8 +333,9 @@ pub fn decode_message(buf: &[u8], eof: bool) -> Result<Option<Response>, Error> 
     }))
 }
 
-/// Length of the head including the blank line, accepting bare `\n` line ends.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
+/// Length of an HTTP/1.x response head including the blank line, accepting bare `\n` line
+/// ends; `None` until the blank line has arrived. Shared with the engine's web-seed client.
+pub fn find_head_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
     while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
         let nl = i + off;

@@ -9,7 +9,8 @@
 //!     prints `LISTEN <port>`, accepts one uTP connection and seeds the payload to it until the
 //!     peer closes the connection.
 //! ```
-//! Results are printed as `KEY value…` lines for the test script.
+//! Results are printed as `KEY value…` lines for the test script. With `IDLE_SECS=n`, `fetch`
+//! stays silent for n seconds after the bitfield before it asks for data.
 
 #![allow(clippy::unwrap_used)]
 
@@ -118,6 +119,12 @@ async fn fetch(args: &[String]) -> Result<()> {
         .count();
     println!("BITFIELD {} bytes, {have}/{pieces} pieces", bitfield.len());
     ensure!(have == pieces, "the peer is not a seed");
+    // IDLE_SECS: stay silent first, to check that a quiet connection survives (BitTorrent peers
+    // may be quiet for two minutes between keep-alives).
+    if let Some(secs) = std::env::var("IDLE_SECS").ok().and_then(|s| s.parse().ok()) {
+        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+        println!("IDLE {secs} s survived");
+    }
 
     w.write_all(&message(2, &[])).await?;
     loop {

@@ -384,6 +384,9 @@ impl Shared {
                     return;
                 };
                 let key = (from, conn.recv_id());
+                if st.conns.contains_key(&key) {
+                    return; // the id is taken by a connection of ours; the peer will retry
+                }
                 st.conns.insert(key, Entry::new(conn));
                 st.accept_queue.push_back(key);
                 touched.push(key);

@@ -6,7 +6,7 @@ usage: /usr/bin/python3 crates/utp/tests/interop_libtorrent.py [fetch|serve|all]
          every piece with SHA-1 verification.
   serve: libtorrent leeches; it dials `utp_probe serve` (connect_peer) and downloads and hash-checks
          the whole payload from it.
-Env: SIZE_MIB (default 8), UTP_PROBE (path to the binary; default: built with cargo).
+Env: SIZE_MIB (default 8), IDLE_SECS (fetch stays quiet this long before downloading), UTP_PROBE (path to the binary; default: built with cargo).
 Needs Debian's python3-libtorrent (import from /usr/bin/python3).
 """
 import os
@@ -87,7 +87,8 @@ def t_fetch(binary):
         port = s.listen_port()
         ih = str(ti.info_hashes().v1)
         r = subprocess.run([binary, "fetch", f"127.0.0.1:{port}", ih, str(ti.total_size()), str(PIECE), hashes],
-                           capture_output=True, text=True, timeout=180)
+                           capture_output=True, text=True,
+                           timeout=180 + int(os.environ.get("IDLE_SECS", "0")))
         for line in r.stdout.splitlines():
             print("   [probe]", line, flush=True)
         dump_alerts(s)
