@@ -119,10 +119,16 @@ async fn fetch(args: &[String]) -> Result<()> {
         .count();
     println!("BITFIELD {} bytes, {have}/{pieces} pieces", bitfield.len());
     ensure!(have == pieces, "the peer is not a seed");
-    // IDLE_SECS: stay silent first, to check that a quiet connection survives (BitTorrent peers
-    // may be quiet for two minutes between keep-alives).
+    // IDLE_SECS: stay quiet first, to check that a connection carrying nothing but BitTorrent
+    // keep-alives survives.
     if let Some(secs) = std::env::var("IDLE_SECS").ok().and_then(|s| s.parse().ok()) {
-        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+        // Only BitTorrent keep-alives (every 100 s, under libtorrent's 120 s peer timeout).
+        let end = Instant::now() + std::time::Duration::from_secs(secs);
+        while Instant::now() < end {
+            let left = end.saturating_duration_since(Instant::now());
+            tokio::time::sleep(left.min(std::time::Duration::from_secs(100))).await;
+            w.write_all(&0u32.to_be_bytes()).await?;
+        }
         println!("IDLE {secs} s survived");
     }
 
