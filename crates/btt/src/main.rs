@@ -187,10 +187,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet_terminal = std::io::stderr().is_terminal();
     let default = if quiet_terminal { "warn" } else { "info" };
-    // The uTP crate warns on every start that the kernel capped its socket buffer; that is normal.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BTT_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{default},librqbit_utp=error"))
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BTT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -353,10 +353,7 @@ async fn fetch_over(stream: PeerStream, expected: Expected) -> Result<Fetched, S
 
 /// Joins the piece-layer chunks of each file into whole layers (trimmed to the file's pieces by
 /// [`Torrent::set_piece_layer`]'s check later).
-fn finish(
-    info: Option<Vec<u8>>,
-    layers: LayerChunks,
-) -> Result<Fetched, String> {
+fn finish(info: Option<Vec<u8>>, layers: LayerChunks) -> Result<Fetched, String> {
     let info = info.ok_or("piece layers arrived before the metadata")?;
     let t = Torrent::from_info_bytes(info.clone()).map_err(|e| e.to_string())?;
     let mut whole = Vec::new();

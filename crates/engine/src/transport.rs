@@ -1,10 +1,8 @@
 //! Byte streams to peers. A connection is TCP or uTP; the peer tasks see one boxed reader and one
 //! boxed writer either way, so the protocol code has a single path.
 //!
-//! uTP (BEP 29) comes from `librqbit-utp`: a tokio uTP socket that multiplexes many streams over
-//! one UDP port (the same number as the TCP listener, as peers expect) with `AsyncRead`/
-//! `AsyncWrite` halves. It is the maintained crate that fits this shape; its congestion control
-//! is CUBIC rather than LEDBAT (see the crate docs).
+//! uTP (BEP 29, with LEDBAT congestion control) comes from our `utp` crate: one UDP socket on the
+//! same port number as the TCP listener, as peers expect, multiplexing every uTP connection.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -46,8 +44,8 @@ pub(crate) struct PeerStream {
 
 impl PeerStream {
     /// Wraps a uTP stream.
-    pub(crate) fn utp(stream: librqbit_utp::UtpStream) -> Self {
-        let (rd, wr) = stream.split();
+    pub(crate) fn utp(stream: utp::UtpStream) -> Self {
+        let (rd, wr) = stream.into_split();
         Self {
             rd: Box::new(rd),
             wr: Box::new(wr),
@@ -67,16 +65,14 @@ impl PeerStream {
     }
 }
 
-/// How long a uTP connect may take before TCP is tried (libtorrent waits 3 s; on a network
-/// path with uTP the SYN-ACK comes within one round trip).
+/// How long a uTP connect may take before the peer is taken to have no uTP (libtorrent waits
+/// 3 s; on a path with uTP the SYN-ACK comes within one round trip).
 const UTP_CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
-/// A quiet uTP stream is closed after this long; BitTorrent keep-alives come every two minutes.
-const UTP_INACTIVITY_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The session's uTP socket: one UDP port carrying every uTP connection.
 pub(crate) struct UtpEndpoint {
-    socket: Arc<librqbit_utp::UtpSocketUdp>,
-    close: Box<dyn Fn() + Send + Sync>,
+    socket: Arc<utp::UtpSocket>,
+    closed: tokio::sync::watch::Sender<bool>,
     /// Peers whose uTP connect failed: dialled over TCP only from then on.
     tcp_only: std::sync::Mutex<std::collections::HashSet<SocketAddr>>,
 }
@@ -84,26 +80,35 @@ pub(crate) struct UtpEndpoint {
 impl UtpEndpoint {
     /// Binds the uTP socket on `addr` (the TCP listener's address and port).
     pub(crate) async fn bind(addr: SocketAddr) -> Result<Self, String> {
-        let opts = librqbit_utp::SocketOpts {
-            remote_inactivity_timeout: Some(UTP_INACTIVITY_TIMEOUT),
-            ..Default::default()
-        };
-        let token = opts.cancellation_token.clone();
-        let socket = librqbit_utp::UtpSocketUdp::new_udp_with_opts(addr, opts, Default::default())
+        let socket = utp::UtpSocket::bind(addr)
             .await
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             socket,
-            close: Box::new(move || token.cancel()),
+            closed: tokio::sync::watch::channel(false).0,
             tcp_only: Default::default(),
         })
     }
 
-    /// Waits for the next incoming uTP connection; `None` once the socket is gone.
+    /// Waits for the next incoming uTP connection; `None` once the endpoint is closed.
     pub(crate) async fn accept(&self) -> Option<(PeerStream, SocketAddr)> {
-        let s = self.socket.accept().await.ok()?;
-        let addr = s.remote_addr();
-        Some((PeerStream::utp(s), addr))
+        let mut closed = self.closed.subscribe();
+        loop {
+            if *closed.borrow_and_update() {
+                return None;
+            }
+            tokio::select! {
+                r = self.socket.accept() => match r {
+                    Ok(s) => {
+                        let addr = s.peer_addr();
+                        return Some((PeerStream::utp(s), addr));
+                    }
+                    Err(utp::Error::SocketClosed) => return None,
+                    Err(e) => tracing::debug!("utp accept failed: {e}"),
+                },
+                _ = closed.changed() => return None,
+            }
+        }
     }
 
     /// Connects over uTP unless `addr` failed before; `None` means "use TCP".
@@ -129,8 +134,8 @@ impl UtpEndpoint {
         self.tcp_only.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Closes the UDP socket and every uTP stream on it.
+    /// Stops accepting uTP connections (the socket closes when the last stream on it is gone).
     pub(crate) fn close(&self) {
-        (self.close)();
+        self.closed.send_replace(true);
     }
 }

@@ -225,15 +225,25 @@ fn halves_are_send_and_static() {
     check::<utp::UtpStream>();
 }
 
-/// Runs `tests/interop_libtorrent.py` (needs Debian's `python3-libtorrent`):
-/// `cargo test --test loopback -- --ignored interop`.
+/// Runs `tests/interop_libtorrent.py` against the `utp_probe` example that `cargo test` builds
+/// beside this test (needs Debian's `python3-libtorrent`, which `scripts/setup-test-env.sh`
+/// installs): both directions over uTP only, exact bytes.
 #[test]
-#[ignore = "needs /usr/bin/python3 with libtorrent 2.0.8"]
 fn interop_with_libtorrent() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop_libtorrent.py");
+    // target/<profile>/deps/loopback-… → target/<profile>/examples/utp_probe
+    let exe = std::env::current_exe().unwrap();
+    let probe = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/utp_probe");
+    assert!(probe.exists(), "{} was not built", probe.display());
     let status = std::process::Command::new("/usr/bin/python3")
         .arg(script)
         .arg("all")
+        .env("UTP_PROBE", &probe)
         .status()
         .unwrap();
     assert!(status.success());
