@@ -1064,14 +1064,16 @@ class Btt:
     def env(self, name: str, discovery: bool = False) -> dict:
         """A clean environment for one btt process.
 
-        Without ``discovery`` the DHT and local service discovery are off, so
-        a test never sends to the public DHT routers or to a multicast group:
-        everything stays on 127.0.0.1.
+        Local service discovery is always off (it multicasts on every
+        interface), and the DHT is off unless ``discovery`` is set (callers
+        then pass ``--dht-bootstrap`` with 127.0.0.1 nodes), so a test never
+        sends to the public DHT routers or to a multicast group: everything
+        stays on 127.0.0.1.
         """
         env = {k: v for k, v in os.environ.items() if not k.startswith("BTT_")}
+        env["BTT_NO_LSD"] = "1"
         if not discovery:
             env["BTT_NO_DHT"] = "1"
-            env["BTT_NO_LSD"] = "1"
         data_dir = self.swarm.dir / f"btt-data-{name}"
         data_dir.mkdir(parents=True, exist_ok=True)
         env["BTT_DATA_DIR"] = str(data_dir)
@@ -1145,14 +1147,15 @@ class Btt:
 
     def seed(self, torrent: Path, data: Path, listen_port: Optional[int] = None,
              peers: Iterable[tuple[str, int]] = (), timeout_s: float = 60.0,
-             extra: Iterable[str] = ()) -> Proc:
-        """Starts ``btt seed`` and waits for the ``seeding`` line on stderr."""
+             extra: Iterable[str] = (), discovery: bool = False) -> Proc:
+        """Starts ``btt seed`` and waits for the ``seeding`` line on stderr (``discovery`` leaves
+        the DHT and LSD on; pass ``--dht-bootstrap`` in ``extra`` to keep it on 127.0.0.1)."""
         port = listen_port or free_port()
         args: list = ["seed", torrent, data, "--listen-port", port]
         for host, p in peers:
             args += ["--peer", f"{host}:{p}"]
         args += list(extra)
-        proc = self.start(*args)
+        proc = self.start(*args, discovery=discovery)
         proc.port = port
 
         def seeding() -> bool:

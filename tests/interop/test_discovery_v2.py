@@ -46,11 +46,12 @@ def _multi(seed_dir: Path, name: str = "tree") -> Path:
 
 
 def test_magnet_found_only_through_dht(swarm, btt, seed_dir, tmp_path):
+    """A local DHT of libtorrent nodes and a btt node; the downloader knows only the btt node."""
     content = peers.make_single_file(seed_dir, "dht-file.bin", 3 * peers.MIB + 777, seed=31)
     torrent = peers.create_torrent_lt(content, tmp_path / "dht.torrent", PIECE)
     ih = peers.info_hash_hex(torrent)
 
-    # A small DHT: a router node, a second node and the seeder, all on 127.0.0.1.
+    # libtorrent nodes: a router, a second node and the seeder, all on 127.0.0.1.
     router = swarm.libtorrent("dht-router", dht_nodes=[])
     other = swarm.libtorrent("dht-node", dht_nodes=[("127.0.0.1", router.port)])
     seeder = swarm.libtorrent("dht-seeder", dht_nodes=[("127.0.0.1", router.port), ("127.0.0.1", other.port)])
@@ -64,9 +65,17 @@ def test_magnet_found_only_through_dht(swarm, btt, seed_dir, tmp_path):
 
     peers.wait_until(seeder_stored, 60, "the seeder's DHT announce to reach the router", swarm.logs)
 
+    # A btt node in the same DHT (seeding something else), bootstrapped from the router.
+    other_content = peers.make_single_file(seed_dir, "other.bin", 100 * peers.KIB, seed=33)
+    other_torrent = btt.create(other_content, tmp_path / "other.torrent", piece_size=PIECE)
+    node_port = peers.free_port()
+    btt.seed(other_torrent, seed_dir, extra=["--dht-bootstrap", f"127.0.0.1:{router.port}",
+                                             "--dht-port", node_port], discovery=True)
+
+    # The downloader: a magnet with no tracker and no peer, and only the btt node to start from.
     magnet = f"magnet:?xt=urn:btih:{ih}&dn=dht-file.bin"
     out = tmp_path / "out"
-    proc = btt.download(magnet, out, dht_bootstrap=[("127.0.0.1", router.port)])
+    proc = btt.download(magnet, out, dht_bootstrap=[("127.0.0.1", node_port)])
     report = _finish(proc, content, out)
     assert report["info_hash"] == ih
     assert report["complete"] is True
