@@ -402,16 +402,26 @@ async fn shutdown_signal() {
 }
 
 async fn download(a: DownloadArgs) -> Result<()> {
+    // Bad input fails before any socket is opened.
+    enum Source {
+        File(Box<Torrent>),
+        Magnet(metainfo::Magnet),
+    }
+    let source = if a.torrent.starts_with("magnet:") {
+        Source::Magnet(
+            metainfo::Magnet::parse(&a.torrent)
+                .map_err(|e| anyhow::anyhow!("not a valid magnet link: {e}"))?,
+        )
+    } else {
+        Source::File(Box::new(load_torrent(Path::new(&a.torrent))?))
+    };
     let session = start_session(&a.session).await?;
-    let (torrent, mut peers) = if a.torrent.starts_with("magnet:") {
-        let magnet = metainfo::Magnet::parse(&a.torrent)
-            .map_err(|e| anyhow::anyhow!("not a valid magnet link: {e}"))?;
-        tokio::select! {
+    let (torrent, mut peers) = match source {
+        Source::File(t) => (*t, Vec::new()),
+        Source::Magnet(magnet) => tokio::select! {
             r = resolve_magnet(&session, &magnet, &a.session) => r?,
             _ = shutdown_signal() => bail!("interrupted while fetching the torrent's metadata"),
-        }
-    } else {
-        (load_torrent(Path::new(&a.torrent))?, Vec::new())
+        },
     };
     peers.extend(a.session.peers.iter().copied());
     let mut add = AddTorrent::new(torrent, a.output.clone());

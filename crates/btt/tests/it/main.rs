@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 
 use metainfo::Torrent;
 
+/// The binary with discovery that would leave 127.0.0.1 (the public DHT routers, LSD multicast)
+/// turned off.
 fn btt() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_btt"));
     c.env_remove("BTT_LOG");
+    c.env("BTT_NO_DHT", "1").env("BTT_NO_LSD", "1");
     c
 }
 
