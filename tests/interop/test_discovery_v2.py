@@ -9,7 +9,9 @@
 * PEX (BEP 11): told about one libtorrent peer, btt dials the other;
 * a web seed (BEP 19) served by ``python3 -m http.server`` alone completes a
   download;
-* uTP (BEP 29) with TCP disabled on the libtorrent side, both directions.
+* uTP (BEP 29) with TCP disabled on the libtorrent side, both directions;
+* local service discovery (BEP 14) between two btt processes in a network
+  namespace of their own, so the multicast never leaves it.
 """
 
 from __future__ import annotations
@@ -247,4 +249,38 @@ def test_utp_upload_to_libtorrent_without_tcp(swarm, btt, seed_dir, tmp_path):
     t = lt.add(torrent, out)
     t.connect_peer("127.0.0.1", seeder.port)
     t.wait_seeding(TIMEOUT_S, watch=[seeder])
+    peers.assert_same_content(content, out / content.name)
+
+
+# --------------------------------------------------------------------------
+# Local service discovery
+# --------------------------------------------------------------------------
+
+
+def test_lsd_finds_a_peer_on_the_link(swarm, btt, seed_dir, tmp_path):
+    """A seeder and a downloader told nothing about each other find each other by LSD multicast.
+
+    Both run inside a new network namespace whose only interface is a loopback with multicast on,
+    so the test sends nothing to any real network.
+    """
+    unshare = peers.require_program("unshare", "install util-linux")
+    peers.require_program("ip", "install iproute2")
+    content = peers.make_single_file(seed_dir, "lsd.bin", 2 * peers.MIB + 3, seed=71)
+    torrent = btt.create(content, tmp_path / "lsd.torrent", piece_size=PIECE)
+    out = tmp_path / "out"
+    out.mkdir()
+    binary = str(btt.binary)
+    script = (
+        "set -e; ip link set lo up; ip link set lo multicast on; ip route add 239.0.0.0/8 dev lo; "
+        f"'{binary}' seed '{torrent}' '{seed_dir}' --listen-port 7001 --no-dht & seeder=$!; "
+        "trap 'kill $seeder' EXIT; "
+        f"'{binary}' download '{torrent}' -o '{out}' --listen-port 7002 --no-dht --json"
+    )
+    env = btt.env("lsd")
+    env.pop("BTT_NO_LSD")
+    proc = swarm.spawn("lsd-netns", [unshare, "--net", "/bin/sh", "-c", script], env=env)
+    rc = proc.wait_exit(TIMEOUT_S)
+    assert rc == 0, f"download in the namespace exited {rc}\n{proc.logs()}"
+    # The torrent has no tracker, nobody is given a --peer and the DHT is off: the data can only
+    # have come through LSD.
     peers.assert_same_content(content, out / content.name)

@@ -104,7 +104,14 @@ pub(crate) async fn run(shared: Arc<SessionShared>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         tokio::select! {
-            _ = tick.tick() => {
+            // Every few minutes, and at once when a torrent is added (so peers already on the
+            // link learn of it without waiting for the next round).
+            () = async {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = shared.lsd_wake.notified() => {}
+                }
+            } => {
                 let hashes = shared.public_info_hashes();
                 for chunk in hashes.chunks(HASHES_PER_DATAGRAM) {
                     let msg = encode_announce(group, shared.listen_port, chunk, &cookie);

@@ -122,6 +122,8 @@ pub(crate) struct SessionShared {
     pub(crate) connections: std::sync::atomic::AtomicUsize,
     pub(crate) dht: Option<Arc<dht::Dht>>,
     pub(crate) utp: Option<crate::transport::UtpEndpoint>,
+    /// Wakes local service discovery to announce a torrent just added.
+    pub(crate) lsd_wake: tokio::sync::Notify,
     torrents: Mutex<HashMap<[u8; 20], TorrentHandle>>,
 }
 
@@ -216,6 +218,7 @@ impl Session {
         let shared = Arc::new(SessionShared {
             dht,
             utp,
+            lsd_wake: tokio::sync::Notify::new(),
             peer_id: random_peer_id(),
             listen_port,
             download_limit: RateLimiter::new(config.download_rate_limit),
@@ -279,6 +282,8 @@ impl Session {
         if let Some(alt) = handle.alt_info_hash() {
             torrents.insert(alt, handle.clone());
         }
+        drop(torrents);
+        self.shared.lsd_wake.notify_one();
         Ok(handle)
     }
 
