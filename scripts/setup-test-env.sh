@@ -10,7 +10,7 @@
 # missing ones otherwise.
 set -euo pipefail
 
-PACKAGES=(python3-libtorrent aria2 transmission-daemon transmission-cli opentracker python3-pytest time)
+PACKAGES=(python3-libtorrent aria2 transmission-daemon transmission-cli opentracker python3-pytest time iproute2 util-linux)
 # Debian's interpreter: python3-libtorrent and python3-pytest install there,
 # not into any other python3 that may come first on PATH.
 PY=/usr/bin/python3
@@ -26,6 +26,8 @@ check_transmission_remote() { command -v transmission-remote >/dev/null 2>&1; }
 check_opentracker() { command -v opentracker >/dev/null 2>&1; }
 check_pytest() { "$PY" -m pytest --version >/dev/null 2>&1; }
 check_time() { [ -x /usr/bin/time ]; }
+# The LSD test runs two btt processes in a network namespace of their own.
+check_netns() { command -v ip >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1; }
 
 CHECKS=(
     "check_libtorrent:python3-libtorrent ($PY -c 'import libtorrent')"
@@ -35,6 +37,7 @@ CHECKS=(
     "check_opentracker:opentracker (opentracker binary)"
     "check_pytest:python3-pytest ($PY -m pytest --version)"
     "check_time:time (/usr/bin/time)"
+    "check_netns:iproute2 and util-linux (ip, unshare)"
 )
 
 # Prints the description of every failing check; returns non-zero if any failed.
