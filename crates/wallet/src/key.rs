@@ -260,7 +260,10 @@ mod tests {
             "0x7a28b5ba57c53603b0b07b56bba752f7784bf506fa95edc395f5cf6c7514fe9d",
         )
         .unwrap();
-        assert_eq!(key.address(), key.address());
+        assert_eq!(
+            format!("{:x}", key.address()),
+            "008aeeda4d805471df9b2a5b0f38a0c3bcba786b"
+        );
     }
 
     #[test]

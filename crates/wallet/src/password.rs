@@ -94,15 +94,18 @@ mod tests {
 
     #[test]
     fn from_env() {
-        // A variable name no other test touches.
-        let name = "BTT_WALLET_TEST_PASSWORD_ENV";
-        assert!(matches!(
-            Password::from_env(name),
-            Err(Error::PasswordEnvMissing(_))
-        ));
-        std::env::set_var(name, "s3cret");
-        assert_eq!(Password::from_env(name).unwrap().as_bytes(), b"s3cret");
-        std::env::remove_var(name);
+        // Read-only: setting variables while other test threads read the environment is racy.
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(
+            Password::from_env("PATH").unwrap().as_bytes(),
+            path.as_bytes()
+        );
+        let missing = Password::from_env("BTT_WALLET_TEST_UNSET_VARIABLE");
+        assert!(matches!(missing, Err(Error::PasswordEnvMissing(_))));
+        assert!(missing
+            .unwrap_err()
+            .to_string()
+            .contains("BTT_WALLET_TEST_UNSET_VARIABLE"));
     }
 
     #[test]
