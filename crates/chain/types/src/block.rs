@@ -26,7 +26,7 @@ use alloy_rlp::{Decodable, Encodable};
 use crate::parallel::par_map;
 use crate::receipt::{logs_bloom, receipts_root, Receipt};
 use crate::rpc::{RpcError, SERVER_ERROR};
-use crate::tx::{decode_supported_2718, recover_sender, validate_tx, TxError, TxRules};
+use crate::tx::{decode_envelope, recover_sender, validate_tx, TxError, TxRules};
 
 /// Longest [`Header::extra_data`], as in Ethereum.
 pub const MAX_EXTRA_DATA_BYTES: usize = 32;
@@ -385,10 +385,10 @@ fn decode_block_tx(buf: &mut &[u8]) -> Result<TxEnvelope, TxError> {
         .ok_or(TxError::Malformed(alloy_rlp::Error::InputTooShort))?;
     *buf = rest;
     if h.list {
-        decode_supported_2718(&start[..header_len + h.payload_length])
+        decode_envelope(&start[..header_len + h.payload_length])
     } else if payload.first().is_some_and(|ty| *ty < 0x80) {
         // A typed transaction travels as an RLP string holding its EIP-2718 bytes.
-        decode_supported_2718(payload)
+        decode_envelope(payload)
     } else {
         // Only typed transactions are wrapped; a wrapped legacy one is not canonical.
         Err(TxError::Malformed(alloy_rlp::Error::UnexpectedString))

@@ -208,14 +208,15 @@ pub fn decode_tx(raw: &[u8], rules: &TxRules) -> Result<TxEnvelope, TxError> {
             limit: rules.max_tx_bytes,
         });
     }
-    let envelope = decode_supported_2718(raw)?;
+    let envelope = decode_envelope(raw)?;
     validate_tx(&envelope, rules)?;
     Ok(envelope)
 }
 
-/// Decodes exactly one EIP-2718 transaction of a type we accept, refusing other types from the
-/// type byte before their body is decoded.
-pub(crate) fn decode_supported_2718(raw: &[u8]) -> Result<TxEnvelope, TxError> {
+/// Decodes exactly one EIP-2718 transaction of a type we accept (legacy, 1, 2), refusing other
+/// types from the type byte before their body is decoded. No size limit and no validation: for
+/// bytes this node stored itself; use [`decode_tx`] for anything received.
+pub fn decode_envelope(raw: &[u8]) -> Result<TxEnvelope, TxError> {
     match raw.first() {
         None => Err(TxError::Malformed(alloy_rlp::Error::InputTooShort)),
         // A legacy transaction is a bare RLP list. Decoded directly rather than through the
