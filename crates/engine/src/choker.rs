@@ -69,7 +69,7 @@ impl Choker {
         });
         let mut unchoked: Vec<PeerKey> = ranked.iter().take(slots).map(|p| p.key).collect();
 
-        let rotate = self.round % OPTIMISTIC_EVERY == 0
+        let rotate = self.round.is_multiple_of(OPTIMISTIC_EVERY)
             || self
                 .optimistic
                 .is_none_or(|o| !peers.iter().any(|p| p.key == o && p.interested));

@@ -353,7 +353,7 @@ impl Picker {
 
     /// Stores a delivered block. The data is copied into the piece's buffer.
     pub fn on_block(&mut self, peer: PeerKey, index: u32, begin: u32, data: &[u8]) -> BlockOutcome {
-        if index >= self.num_pieces || begin % BLOCK_SIZE != 0 {
+        if index >= self.num_pieces || !begin.is_multiple_of(BLOCK_SIZE) {
             return BlockOutcome::Unwanted;
         }
         let b = (begin / BLOCK_SIZE) as usize;

@@ -205,9 +205,9 @@ impl Storage {
     /// Tries a direct write; `false` means "write it buffered instead" (unaligned, unsupported, or
     /// the direct write failed, in which case the buffered write reports the real error if any).
     fn write_direct(&self, i: usize, chunk: &[u8], offset: u64) -> bool {
-        let aligned = (chunk.as_ptr() as usize) % DIRECT_ALIGN == 0
-            && chunk.len() % DIRECT_ALIGN == 0
-            && offset % DIRECT_ALIGN as u64 == 0;
+        let aligned = (chunk.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN)
+            && chunk.len().is_multiple_of(DIRECT_ALIGN)
+            && offset.is_multiple_of(DIRECT_ALIGN as u64);
         if !aligned || !self.writable {
             return false;
         }

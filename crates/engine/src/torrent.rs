@@ -1239,7 +1239,7 @@ async fn announcer(shared: Arc<Shared>, info_hash: [u8; 20], tiers: Vec<Vec<Stri
                 failures += 1;
                 // Back off only after a whole pass over the trackers failed.
                 let all = list.all().count() as u32;
-                if failures % all.max(1) != 0 {
+                if !failures.is_multiple_of(all.max(1)) {
                     continue;
                 }
                 Duration::from_secs(5 * 2u64.pow((failures / all.max(1)).min(6)))

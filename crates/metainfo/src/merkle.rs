@@ -390,7 +390,7 @@ impl HashRequest {
         if !self.length.is_power_of_two() {
             return Err(MerkleError::BadRequest("length must be a power of two"));
         }
-        if self.index % self.length != 0 {
+        if !self.index.is_multiple_of(self.length) {
             return Err(MerkleError::BadRequest(
                 "index must be a multiple of length",
             ));
@@ -425,7 +425,7 @@ impl HashRequest {
     /// when that is higher). The caller compares the result with a node it trusts; see
     /// [`verify_hashes`] for the common case of proving all the way to the pieces root.
     pub fn fold(&self, hashes: &[Hash]) -> Result<ProvenNode, MerkleError> {
-        if !self.length.is_power_of_two() || self.index % self.length != 0 {
+        if !self.length.is_power_of_two() || !self.index.is_multiple_of(self.length) {
             return Err(MerkleError::BadRequest(
                 "length must be a power of two dividing index",
             ));

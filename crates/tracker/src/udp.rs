@@ -144,14 +144,14 @@ fn decode(buf: &[u8], ipv6: bool) -> Result<UdpResponse, Error> {
             };
             let peers = &buf[20..];
             let peers = if ipv6 {
-                if peers.len() % 18 != 0 {
+                if !peers.len().is_multiple_of(18) {
                     return Err(Error::Malformed(
                         "udp announce peers are not a whole number of 18-byte entries",
                     ));
                 }
                 peers.chunks_exact(18).filter_map(compact_v6).collect()
             } else {
-                if peers.len() % 6 != 0 {
+                if !peers.len().is_multiple_of(6) {
                     return Err(Error::Malformed(
                         "udp announce peers are not a whole number of 6-byte entries",
                     ));

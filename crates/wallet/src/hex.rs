@@ -36,7 +36,7 @@ pub(crate) fn strip_prefix(s: &str) -> &str {
 /// The output is never larger than half the input, so hostile input cannot inflate memory.
 pub(crate) fn decode(s: &str) -> Option<Vec<u8>> {
     let s = strip_prefix(s).as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks_exact(2)

@@ -113,7 +113,7 @@ impl<'a> HashMessage<'a> {
                         len: payload.len(),
                         min: HEADER_LEN,
                     })
-                } else if (payload.len() - HEADER_LEN) % HASH_LEN != 0 {
+                } else if !(payload.len() - HEADER_LEN).is_multiple_of(HASH_LEN) {
                     Err(Error::HashesLength(payload.len() - HEADER_LEN))
                 } else {
                     Ok(HashMessage::Hashes {

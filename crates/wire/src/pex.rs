@@ -64,7 +64,7 @@ fn entries<'b>(
     entry: usize,
     name: &'static str,
 ) -> Result<std::slice::ChunksExact<'b, u8>, Error> {
-    if bytes.len() % entry != 0 {
+    if !bytes.len().is_multiple_of(entry) {
         return Err(Error::PexLength {
             field: name,
             len: bytes.len(),
