@@ -20,6 +20,7 @@ use metainfo::Torrent;
 
 mod demo;
 mod progress;
+mod wallet_cmd;
 
 #[derive(Parser)]
 #[command(name = "btt", version, about = "BitTorrent client and node")]
@@ -40,6 +41,8 @@ enum Command {
     Seed(SeedArgs),
     /// Self-contained run: create a torrent of generated data, seed it and download it over 127.0.0.1.
     Demo(DemoArgs),
+    /// Manage keys (Ethereum keystore v3 files): new, import, list.
+    Wallet(wallet_cmd::WalletArgs),
 }
 
 #[derive(Args)]
@@ -199,6 +202,10 @@ fn main() -> ExitCode {
         Command::Info(a) => info(a),
         Command::Download(a) => runtime().and_then(|rt| rt.block_on(download(a))),
         Command::Seed(a) => runtime().and_then(|rt| rt.block_on(seed(a))),
+        Command::Wallet(a) => {
+            let dir = data_dir(&a.data_dir);
+            wallet_cmd::run(a, dir)
+        }
         Command::Demo(a) => {
             runtime().and_then(|rt| rt.block_on(demo::run(a.size_mb, a.piece_size, a.keep)))
         }

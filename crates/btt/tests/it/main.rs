@@ -278,3 +278,70 @@ fn info_json_describes_a_created_multi_file_torrent() {
         serde_json::json!([["http://127.0.0.1:1/announce"], ["udp://127.0.0.1:2"]])
     );
 }
+
+#[test]
+fn wallet_new_import_list_with_password_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, "correct horse\n").unwrap();
+    let key = tmp.path().join("key");
+    // The key from the web3.js documentation, with its well-known address.
+    std::fs::write(
+        &key,
+        "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318\n",
+    )
+    .unwrap();
+    let wallet = |args: &[&str]| {
+        btt()
+            .arg("wallet")
+            .args(args)
+            .arg("--data-dir")
+            .arg(tmp.path())
+            .arg("--password-file")
+            .arg(&pw)
+            .arg("--json")
+            .output()
+            .unwrap()
+    };
+    let out = wallet(&["import", "--key-file", key.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["address"], "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23");
+
+    let out = wallet(&["new"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let out = wallet(&["list"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = v["addresses"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(list.contains(&serde_json::json!(
+        "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
+    )));
+    assert!(list.contains(&created["address"]));
+
+    // Importing the same key again is refused and changes nothing; the secret is never printed.
+    let out = wallet(&["import", "--key-file", key.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("4c0883a69102937d"), "secret printed: {all}");
+    assert!(!all.contains("correct horse"), "password printed: {all}");
+    let files = std::fs::read_dir(tmp.path().join("keystore"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 2);
+}
