@@ -266,7 +266,7 @@ impl HttpUrl {
         if authority.bytes().any(|b| b <= b' ' || b >= 0x7f) {
             return Err(invalid("the host contains spaces or control characters"));
         }
-        let (host, port) = split_host_port(authority).map_err(invalid)?;
+        let (host, port) = tracker::http::split_authority(authority).map_err(invalid)?;
         let target = &rest[auth_end..];
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p, Some(escape_unsafe(q.as_bytes()))),
@@ -349,34 +349,6 @@ fn has_scheme(s: &str) -> bool {
         && scheme
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-}
-
-/// Splits `host[:port]` or `[v6][:port]`.
-fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), &'static str> {
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let close = rest.find(']').ok_or("unclosed '[' in the host")?;
-        let port = match &rest[close + 1..] {
-            "" => None,
-            after => Some(after.strip_prefix(':').ok_or("junk after the ipv6 host")?),
-        };
-        (&authority[..close + 2], port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() || host == "[]" {
-        return Err("the host is empty");
-    }
-    let port = match port {
-        None | Some("") => None,
-        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(p.parse::<u16>().map_err(|_| "the port is out of range")?)
-        }
-        Some(_) => return Err("the port is not a number"),
-    };
-    Ok((host, port))
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";

@@ -91,18 +91,17 @@ pub(crate) fn split_host_port<'a>(
             "credentials in tracker urls are not supported",
         ));
     }
+    split_authority(authority).map_err(|why| invalid(url, why))
+}
+
+/// Splits a URL authority, `host[:port]` or `[v6][:port]`, into the host (brackets kept) and the
+/// port if one is given; the error says what is wrong. Shared with the engine's web-seed client.
+pub fn split_authority(authority: &str) -> Result<(&str, Option<u16>), &'static str> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let close = rest
-            .find(']')
-            .ok_or_else(|| invalid(url, "unclosed '[' in the host"))?;
-        let after = &rest[close + 1..];
-        let port = match after {
+        let close = rest.find(']').ok_or("unclosed '[' in the host")?;
+        let port = match &rest[close + 1..] {
             "" => None,
-            _ => Some(
-                after
-                    .strip_prefix(':')
-                    .ok_or_else(|| invalid(url, "junk after the ipv6 host"))?,
-            ),
+            after => Some(after.strip_prefix(':').ok_or("junk after the ipv6 host")?),
         };
         (&authority[..close + 2], port)
     } else {
@@ -112,19 +111,14 @@ pub(crate) fn split_host_port<'a>(
         }
     };
     if host.is_empty() || host == "[]" {
-        return Err(invalid(url, "the host is empty"));
+        return Err("the host is empty");
     }
     let port = match port {
         None | Some("") => None,
-        Some(p) => {
-            if !p.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(invalid(url, "the port is not a number"));
-            }
-            Some(
-                p.parse::<u16>()
-                    .map_err(|_| invalid(url, "the port is out of range"))?,
-            )
+        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse::<u16>().map_err(|_| "the port is out of range")?)
         }
+        Some(_) => return Err("the port is not a number"),
     };
     Ok((host, port))
 }
