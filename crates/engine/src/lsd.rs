@@ -98,7 +98,6 @@ pub(crate) async fn run(shared: Arc<SessionShared>) {
             )
         }
     };
-    let group = SocketAddr::V4(LSD_GROUP_V4);
     let cookie = format!("{:08x}", rand::random::<u32>());
     let mut tick = tokio::time::interval(ANNOUNCE_INTERVAL);
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -106,20 +105,8 @@ pub(crate) async fn run(shared: Arc<SessionShared>) {
         tokio::select! {
             // Every few minutes, and at once when a torrent is added (so peers already on the
             // link learn of it without waiting for the next round).
-            () = async {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    () = shared.lsd_wake.notified() => {}
-                }
-            } => {
-                let hashes = shared.public_info_hashes();
-                for chunk in hashes.chunks(HASHES_PER_DATAGRAM) {
-                    let msg = encode_announce(group, shared.listen_port, chunk, &cookie);
-                    if let Err(e) = socket.send_to(&msg, group).await {
-                        tracing::debug!("lsd announce failed: {e}");
-                    }
-                }
-            }
+            _ = tick.tick() => announce(&socket, &shared, &cookie).await,
+            () = shared.lsd_wake.notified() => announce(&socket, &shared, &cookie).await,
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
                 let Some(a) = parse_announce(&buf[..n]) else { continue };
@@ -134,6 +121,17 @@ pub(crate) async fn run(shared: Arc<SessionShared>) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Multicasts the session's public torrents, a datagram per [`HASHES_PER_DATAGRAM`] of them.
+async fn announce(socket: &UdpSocket, shared: &SessionShared, cookie: &str) {
+    let group = SocketAddr::V4(LSD_GROUP_V4);
+    for chunk in shared.public_info_hashes().chunks(HASHES_PER_DATAGRAM) {
+        let msg = encode_announce(group, shared.listen_port, chunk, cookie);
+        if let Err(e) = socket.send_to(&msg, group).await {
+            tracing::debug!("lsd announce failed: {e}");
         }
     }
 }

@@ -91,7 +91,7 @@ pub(crate) async fn fetch(
     let mut seen: HashSet<SocketAddr> = HashSet::new();
     let mut answered: Vec<SocketAddr> = Vec::new();
     let mut queue: Vec<SocketAddr> = Vec::new();
-    let mut running: JoinSet<(SocketAddr, Result<Fetched, String>)> = JoinSet::new();
+    let mut running: JoinSet<(SocketAddr, Result<Torrent, String>)> = JoinSet::new();
     let mut sources_open = true;
     let mut torrent = loop {
         while running.len() < PARALLEL_FETCHES {
@@ -120,12 +120,9 @@ pub(crate) async fn fetch(
             Some(done) = running.join_next(), if !running.is_empty() => {
                 let Ok((addr, result)) = done else { continue };
                 match result {
-                    Ok(fetched) => {
+                    Ok(t) => {
                         answered.push(addr);
-                        match fetched.into_torrent() {
-                            Ok(t) => break t,
-                            Err(e) => tracing::warn!(%addr, "unusable metadata: {e}"),
-                        }
+                        break t;
                     }
                     Err(e) => {
                         if e.starts_with("answered:") {
@@ -149,25 +146,9 @@ pub(crate) async fn fetch(
     })
 }
 
-/// What one peer delivered: the verified info dictionary and, for a v2-only torrent, the piece
-/// layers it needs (BEP 52 hash requests; a hybrid can be checked with its SHA-1 pieces).
-struct Fetched {
-    info: Vec<u8>,
-    layers: Vec<([u8; 32], Vec<[u8; 32]>)>,
-}
-
-impl Fetched {
-    fn into_torrent(self) -> Result<Torrent, metainfo::Error> {
-        let mut t = Torrent::from_info_bytes(self.info)?;
-        for (root, layer) in self.layers {
-            // Checked against the pieces root: a peer cannot make us accept a wrong layer.
-            t.set_piece_layer(root, layer)?;
-        }
-        Ok(t)
-    }
-}
-
-/// Fetches the whole info dictionary from one peer. Errors that happen after the peer completed
+/// Fetches the whole info dictionary from one peer, verified against the link, and for a
+/// v2-only torrent the piece layers it needs (BEP 52 hash requests; a hybrid can be checked with
+/// its SHA-1 pieces). Errors that happen after the peer completed
 /// the handshake start with `answered:` so the caller can keep the address for the download.
 async fn fetch_from(
     session: &SessionShared,
@@ -175,7 +156,7 @@ async fn fetch_from(
     ours: Handshake,
     alt: Option<[u8; 20]>,
     expected: Expected,
-) -> Result<Fetched, String> {
+) -> Result<Torrent, String> {
     let (stream, theirs) = connect(session, addr, ours, alt).await?;
     if !theirs.supports_extensions() {
         return Err("answered: peer does not support the extension protocol".into());
@@ -192,9 +173,8 @@ type LayerChunks = std::collections::BTreeMap<[u8; 32], Vec<(u32, Vec<[u8; 32]>)
 const LAYER_CHUNK: u32 = 512;
 
 /// The hash requests that fetch every piece layer a v2-only torrent needs.
-fn layer_requests(info: &[u8]) -> Result<Vec<wire::HashRequest>, String> {
+fn layer_requests(t: &Torrent) -> Vec<wire::HashRequest> {
     use metainfo::merkle::{block_count, piece_height, tree_height};
-    let t = Torrent::from_info_bytes(info.to_vec()).map_err(|e| e.to_string())?;
     let piece_length = t.info.piece_length;
     let mut out = Vec::new();
     for f in &t.info.files {
@@ -217,10 +197,10 @@ fn layer_requests(info: &[u8]) -> Result<Vec<wire::HashRequest>, String> {
             index += chunk;
         }
     }
-    Ok(out)
+    out
 }
 
-async fn fetch_over(stream: PeerStream, expected: Expected) -> Result<Fetched, String> {
+async fn fetch_over(stream: PeerStream, expected: Expected) -> Result<Torrent, String> {
     use tokio::io::AsyncWriteExt;
     let PeerStream { mut rd, mut wr, .. } = stream;
     let mut hello = ExtendedHandshake {
@@ -239,7 +219,8 @@ async fn fetch_over(stream: PeerStream, expected: Expected) -> Result<Fetched, S
     let mut dec = FrameDecoder::new(MAX_FRAME);
     let mut their_id: Option<u8> = None;
     let mut assembler: Option<MetadataAssembler> = None;
-    let mut info: Option<Vec<u8>> = None;
+    // The verified torrent, once the metadata is complete, while its piece layers arrive.
+    let mut torrent: Option<Torrent> = None;
     let mut pending: Vec<wire::HashRequest> = Vec::new();
     let mut layers = LayerChunks::default();
     loop {
@@ -270,7 +251,10 @@ async fn fetch_over(stream: PeerStream, expected: Expected) -> Result<Fetched, S
                             .or_default()
                             .push((request.index, got));
                         if pending.is_empty() {
-                            return finish(info.take(), layers);
+                            let t = torrent
+                                .take()
+                                .ok_or("piece layers arrived before the metadata")?;
+                            return with_layers(t, layers);
                         }
                     }
                     wire::HashMessage::Reject(_) => {
@@ -316,26 +300,26 @@ async fn fetch_over(stream: PeerStream, expected: Expected) -> Result<Fetched, S
                         if a.handle_data(piece, total_size, data)
                             .map_err(|e| e.to_string())?
                             && a.is_complete()
-                            && info.is_none()
+                            && torrent.is_none()
                         {
                             let bytes = a.take().ok_or("assembly lost")?;
                             if !expected.matches(&bytes) {
                                 return Err("metadata does not match the info-hash".into());
                             }
+                            let t = Torrent::from_info_bytes(bytes).map_err(|e| {
+                                format!("the fetched metadata is not a valid torrent: {e}")
+                            })?;
                             if expected.v1.is_some() {
-                                return Ok(Fetched {
-                                    info: bytes,
-                                    layers: Vec::new(),
-                                });
+                                return Ok(t);
                             }
-                            pending = layer_requests(&bytes)?;
+                            pending = layer_requests(&t);
                             if pending.is_empty() {
-                                return finish(Some(bytes), layers);
+                                return Ok(t);
                             }
                             for r in &pending {
                                 wire::HashMessage::Request(*r).encode(&mut out);
                             }
-                            info = Some(bytes);
+                            torrent = Some(t);
                         }
                     }
                     Ok(MetadataMessage::Reject { piece }) => {
@@ -351,12 +335,9 @@ async fn fetch_over(stream: PeerStream, expected: Expected) -> Result<Fetched, S
     }
 }
 
-/// Joins the piece-layer chunks of each file into whole layers (trimmed to the file's pieces by
-/// [`Torrent::set_piece_layer`]'s check later).
-fn finish(info: Option<Vec<u8>>, layers: LayerChunks) -> Result<Fetched, String> {
-    let info = info.ok_or("piece layers arrived before the metadata")?;
-    let t = Torrent::from_info_bytes(info.clone()).map_err(|e| e.to_string())?;
-    let mut whole = Vec::new();
+/// Joins the piece-layer chunks of each file into whole layers and sets them on `t`, each
+/// checked against its pieces root: a peer cannot make us accept a wrong layer.
+fn with_layers(mut t: Torrent, layers: LayerChunks) -> Result<Torrent, String> {
     for (root, mut chunks) in layers {
         chunks.sort_by_key(|c| c.0);
         let pieces = t
@@ -369,10 +350,8 @@ fn finish(info: Option<Vec<u8>>, layers: LayerChunks) -> Result<Fetched, String>
             });
         let mut layer: Vec<[u8; 32]> = chunks.into_iter().flat_map(|c| c.1).collect();
         layer.truncate(pieces);
-        whole.push((root, layer));
+        t.set_piece_layer(root, layer)
+            .map_err(|e| format!("unusable piece layers: {e}"))?;
     }
-    Ok(Fetched {
-        info,
-        layers: whole,
-    })
+    Ok(t)
 }

@@ -578,8 +578,7 @@ impl Conn {
                 .peers
                 .iter()
                 .filter(|(k, _)| **k != self.key)
-                .filter_map(|(_, p)| p.listen_addr.map(|a| (a, p.is_seed)))
-                .map(|(a, _)| a)
+                .filter_map(|(_, p)| p.listen_addr)
                 .collect()
         };
         let added: Vec<wire::PexPeer> = current

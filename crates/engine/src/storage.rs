@@ -308,6 +308,36 @@ impl PieceHashes {
     /// the true leaves of piece `index`: they must hash up to its piece-layer entry, or to the
     /// pieces root for a file of one piece.
     pub fn leaves_ok(&self, index: u32, leaves: &[[u8; 32]]) -> bool {
+        self.leaves_match(index, leaves, false)
+    }
+
+    fn v2_piece_ok(&self, index: u32, data: &[u8]) -> bool {
+        let Some(p) = self.info.v2_piece(index) else {
+            return false;
+        };
+        let Some(real) = data.get(..p.real_len as usize) else {
+            return false;
+        };
+        // Bytes past the file's end in this piece are padding and must be zeros.
+        if data[p.real_len as usize..].iter().any(|&b| b != 0) {
+            return false;
+        }
+        // A hybrid from a magnet link has no piece layers; its SHA-1 piece hashes (checked
+        // before this, and covered by the info-hash) are enough. A v2-only torrent cannot be
+        // checked without them.
+        let missing_layer_ok = self.info.version.has_v1();
+        self.leaves_match(
+            index,
+            &metainfo::merkle::leaf_hashes(real),
+            missing_layer_ok,
+        )
+    }
+
+    /// The one v2 check: piece `index`'s leaf hashes against the trusted node above them (the
+    /// file's pieces root for a one-piece file, else the piece-layer entry). Without a piece
+    /// layer for the file the answer is `missing_layer_ok`.
+    fn leaves_match(&self, index: u32, leaves: &[[u8; 32]], missing_layer_ok: bool) -> bool {
+        use metainfo::merkle::{piece_hash_from_leaves, root_from_leaves};
         let Some(p) = self.info.v2_piece(index) else {
             return false;
         };
@@ -316,38 +346,13 @@ impl PieceHashes {
             return false;
         };
         if file.length <= u64::from(self.info.piece_length) {
-            return metainfo::merkle::root_from_leaves(leaves) == root;
+            return root_from_leaves(leaves) == root;
         }
-        self.layer(&root)
-            .and_then(|l| l.get(p.piece_in_file as usize))
-            .is_some_and(|h| {
-                metainfo::merkle::piece_hash_from_leaves(leaves, self.info.piece_length) == *h
-            })
-    }
-
-    fn v2_piece_ok(&self, index: u32, data: &[u8]) -> bool {
-        let Some(p) = self.info.v2_piece(index) else {
-            return false;
-        };
-        let file = &self.info.files[p.file];
-        let (Some(root), Some(real)) = (file.pieces_root, data.get(..p.real_len as usize)) else {
-            return false;
-        };
-        // Bytes past the file's end in this piece are padding and must be zeros.
-        if data[p.real_len as usize..].iter().any(|&b| b != 0) {
-            return false;
-        }
-        if file.length <= u64::from(self.info.piece_length) {
-            return metainfo::merkle::file_root(real) == root;
-        }
-        match self.layers.get(&root) {
+        match self.layer(&root) {
             Some(layer) => layer
                 .get(p.piece_in_file as usize)
-                .is_some_and(|h| metainfo::merkle::piece_hash(real, self.info.piece_length) == *h),
-            // A hybrid from a magnet link has no piece layers; its SHA-1 piece hashes (checked
-            // above, and covered by the info-hash) are enough. A v2-only torrent cannot be
-            // checked without them.
-            None => self.info.version.has_v1(),
+                .is_some_and(|h| piece_hash_from_leaves(leaves, self.info.piece_length) == *h),
+            None => missing_layer_ok,
         }
     }
 }

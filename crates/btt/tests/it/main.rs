@@ -345,3 +345,32 @@ fn wallet_new_import_list_with_password_file() {
         .count();
     assert_eq!(files, 2);
 }
+
+#[test]
+fn bad_magnet_links_fail_with_one_line_and_touch_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (link, why) in [
+        ("magnet:?xt=urn:btih:zz", "not a valid magnet link"),
+        ("magnet:?dn=no-hash", "not a valid magnet link"),
+        ("magnet:?xt=urn:btmh:1220abcd", "not a valid magnet link"),
+    ] {
+        let out_dir = tmp.path().join("out");
+        let data_dir = tmp.path().join("data");
+        let out = btt()
+            .args(["download", link, "-o"])
+            .arg(&out_dir)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--listen-port", "0"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{link} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{link}: {stderr}");
+        assert!(stderr.contains(why), "{link}: {stderr}");
+        assert!(
+            !out_dir.exists() && !data_dir.exists(),
+            "{link} left files behind"
+        );
+    }
+}
