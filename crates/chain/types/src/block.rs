@@ -26,7 +26,9 @@ use alloy_rlp::{Decodable, Encodable};
 use crate::parallel::par_map;
 use crate::receipt::{logs_bloom, receipts_root, Receipt};
 use crate::rpc::{RpcError, SERVER_ERROR};
-use crate::tx::{decode_envelope, recover_sender, validate_tx, TxError, TxRules};
+use crate::tx::{
+    decode_envelope, recover_sender, recover_tx, validate_tx, RecoveredTx, TxError, TxRules,
+};
 
 /// Longest [`Header::extra_data`], as in Ethereum.
 pub const MAX_EXTRA_DATA_BYTES: usize = 32;
@@ -355,6 +357,22 @@ impl Block {
             });
         }
         Ok(())
+    }
+
+    /// [`Block::validate_transactions`], keeping each transaction with its sender, ready for
+    /// execution.
+    pub fn recover_transactions(
+        &self,
+        rules: &TxRules,
+        threads: NonZeroUsize,
+    ) -> Result<Vec<RecoveredTx>, BlockError> {
+        par_map(&self.transactions, threads, |tx| {
+            recover_tx(tx.clone(), rules)
+        })
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| r.map_err(|error| BlockError::Transaction { index, error }))
+        .collect()
     }
 
     /// Runs [`validate_tx`] on every transaction and recovers the senders on up to `threads`
