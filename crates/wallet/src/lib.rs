@@ -12,6 +12,9 @@
 //! - [`Password`] comes from an environment variable, the first line of a file, or a
 //!   terminal prompt with echo off; it is wiped on drop and never printed.
 //!
+//! - [`RpcClient`] ([`client`]) talks JSON-RPC over HTTP to an Ethereum-compatible node
+//!   (balances, nonces, fees, receipts), and [`sign_eip1559`] signs transfers for it.
+//!
 //! A private key leaves this crate only encrypted: [`PrivateKey`] has no `Display`, no serde
 //! and no accessor for its bytes.
 //!
@@ -38,11 +41,13 @@
 //! `scrypt`, `pbkdf2`, `hmac`, `sha2`, `aes` and `ctr` are the RustCrypto primitives the
 //! keystore format names; `subtle` compares MACs in constant time; `zeroize` wipes secrets;
 //! `rpassword` reads from the terminal without echo (safe code only, as the workspace
-//! forbids `unsafe`).
+//! forbids `unsafe`). `chain-types`, `alloy-consensus` and `alloy-primitives` give the chain
+//! client the exact transaction types and encodings the node uses; `tokio` carries its HTTP.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod address;
+pub mod client;
 mod dir;
 pub mod eip712;
 mod error;
@@ -52,9 +57,13 @@ mod keyfile;
 mod password;
 
 pub use address::{keccak256, Address};
+pub use client::{sign_eip1559, ClientError, Fees, RpcClient, SignedTx, TxReceipt};
 pub use dir::Keystore;
 pub use eip712::Eip712Domain;
 pub use error::Error;
 pub use key::{hash_message, PrivateKey, Signature, Signer};
 pub use keyfile::{EncryptedKey, ScryptParams};
 pub use password::Password;
+
+/// Chain types in the client's API, re-exported so callers need no direct dependency.
+pub use chain_types::{Wei, B256};
