@@ -1,0 +1,147 @@
+//! BFT consensus for the BTT chain: commonware's simplex with BLS12-381 multisig certificates,
+//! marshal for ordered delivery of finalized blocks, and authenticated p2p among validators,
+//! behind the [`ChainApp`] trait. No commonware type appears in this crate's API.
+//!
+//! # Layout
+//! - [`ValidatorKeys`] / [`ValidatorInfo`] (`keys.rs`): an ed25519 identity and a BLS12-381
+//!   (MinPk) key per validator, a key-file format, and a proof of possession for the genesis
+//!   file. [`start`] verifies every proof before building the committee, since multisig
+//!   certificates are only sound against rogue keys with them.
+//! - [`ChainApp`], [`ProposalCtx`], [`Verdict`], [`Status`] (`app.rs`): what the node
+//!   implements and observes.
+//! - `block.rs`: [`chain_types::Block`] as commonware's block type. The consensus digest is the
+//!   block hash; the wire form is a length and the canonical RLP encoding, and decoding refuses
+//!   non-canonical bytes and bodies that do not match the header's transactions root.
+//! - `application/`: marshal's `Application` and finalized-block `Reporter` as a mailbox in
+//!   front of an actor that owns the [`ChainApp`] (its own thread on tokio). A block from the
+//!   future ([`Verdict::RetryAt`]) waits on the runtime clock; a finalized block is acknowledged
+//!   to marshal only after [`ChainApp::finalized`] returns `Ok`.
+//! - `engine.rs`: the wiring of one validator (application actor, marshal with block relay,
+//!   backfill resolver and archives, the `Inline` wrapper, simplex), generic over runtime and
+//!   network so the simulation runs the production code.
+//! - `node.rs`: [`start`] / [`Handle`]: the tokio runtime on its own OS thread, TCP p2p,
+//!   storage under [`Config::storage_dir`].
+//! - `sim` (feature `sim`, and this crate's tests): a deterministic multi-validator harness on
+//!   commonware's simulated runtime and network, with crashes, partitions and lossy links.
+//!
+//! One epoch, one fixed committee for now: committee changes will run one engine per epoch.
+//!
+//! # Dependencies
+//! - commonware (`consensus`, `p2p`, `runtime`, `cryptography`, `storage`, `broadcast`, `codec`,
+//!   `utils`, `actor`, `parallel`, `stream`, `math`), pinned to one exact release: simplex and
+//!   marshal are the consensus, `p2p`/`stream` the encrypted authenticated transport,
+//!   `runtime` the tokio and deterministic executors and storage, `storage` marshal's archives,
+//!   `broadcast` the block relay; the rest are their traits and helpers.
+//! - `rand` 0.10: commonware's RNG traits (deriving BLS keys from a seed); the workspace's
+//!   rand 0.8 is a different, incompatible crate.
+//! - `futures`: channels between consensus tasks and the application actor; `tokio`: the
+//!   `watch` channel behind [`Handle::subscribe`]; `bytes`: commonware's codec buffers.
+//! - `chain-types`: the block; `serde`: [`ValidatorInfo`] in genesis files; `thiserror`,
+//!   `tracing` as everywhere.
+//!
+//! ```
+//! use chain_consensus::{namespace, ValidatorKeys};
+//!
+//! let keys = ValidatorKeys::generate([7; 32]);
+//! let info = keys.public(&namespace(7215));
+//! assert_eq!(namespace(7215), b"btt-chain/7215");
+//! assert_eq!(info.identity, keys.identity_hex());
+//! assert_eq!(info.bls.len(), 2 + 2 * 48); // 0x + a G1 point
+//! // The key file round-trips.
+//! let again = ValidatorKeys::from_hex(&keys.to_hex()).unwrap();
+//! assert_eq!(again.public(&namespace(7215)), info);
+//! ```
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod app;
+mod application;
+mod block;
+mod engine;
+mod keys;
+mod node;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+
+pub use app::{ChainApp, Finality, ProposalCtx, Status, Verdict};
+pub use keys::{KeyError, ValidatorInfo, ValidatorKeys};
+pub use node::{start, Config, Handle};
+
+use commonware_consensus::simplex::scheme::bls12381_multisig;
+use commonware_cryptography::{bls12381::primitives::variant::MinPk, ed25519};
+
+/// A validator's identity key (p2p identity and participant order).
+pub(crate) type Identity = ed25519::PublicKey;
+
+/// The certificate scheme: BLS12-381 multisig with public keys in G1 (48 bytes) and signatures
+/// in G2 (96 bytes); verifying a certificate aggregates the signers' keys, which is cheap in G1.
+pub(crate) type Scheme = bls12381_multisig::Scheme<Identity, MinPk>;
+
+/// How long consensus waits before retrying a [`ChainApp::finalized`] call that failed.
+pub const FINALIZE_RETRY_MS: u64 = 1_000;
+
+/// The namespace that domain-separates every consensus signature and proof of possession on
+/// chain `chain_id`: `btt-chain/<chain_id>`.
+pub fn namespace(chain_id: u64) -> Vec<u8> {
+    format!("btt-chain/{chain_id}").into_bytes()
+}
+
+/// Why consensus could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The validator list is empty.
+    #[error("the validator set is empty: the genesis file must list at least one validator")]
+    NoValidators,
+    /// A validator entry is malformed or its proof of possession does not verify.
+    #[error("validator #{index} ({identity}) is invalid: {source}")]
+    Validator {
+        /// Position in the list.
+        index: usize,
+        /// The identity as written.
+        identity: String,
+        /// What is wrong.
+        source: KeyError,
+    },
+    /// Two entries share an identity or a BLS key.
+    #[error("the validator set lists an identity or BLS key twice: remove the duplicate")]
+    DuplicateValidator,
+    /// This node's identity is not in the validator set.
+    #[error("this node's identity {0} is not in the validator set: check the key file and the genesis validators")]
+    NotAValidator(String),
+    /// This node's identity is in the set, but with a different BLS key.
+    #[error(
+        "the validator set pairs identity {0} with a different BLS key than this node's key file"
+    )]
+    KeyMismatch(String),
+    /// A peer entry does not parse.
+    #[error("peer {identity} is invalid: {source}")]
+    Peer {
+        /// The identity as written.
+        identity: String,
+        /// What is wrong.
+        source: KeyError,
+    },
+    /// A peer entry names an identity outside the validator set.
+    #[error("peer {0} is not in the validator set: remove it from the peer list")]
+    UnknownPeer(String),
+    /// A validator has no address to dial.
+    #[error("no address for validator {0}: add it to the peer list")]
+    MissingPeerAddress(String),
+    /// The application's genesis block is not at height 0.
+    #[error("the genesis block has number {0}, expected 0")]
+    Genesis(u64),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}; choose another consensus listen address")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Consensus storage cannot be opened.
+    #[error("consensus storage failed: {0}; check the storage directory")]
+    Storage(String),
+    /// The consensus thread could not be started or exited early.
+    #[error("consensus thread failed: {0}")]
+    Thread(String),
+}

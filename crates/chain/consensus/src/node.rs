@@ -1,0 +1,291 @@
+//! The production driver: commonware's tokio runtime on its own OS thread, authenticated p2p
+//! over TCP among the validators, storage under [`Config::storage_dir`].
+
+use crate::{
+    block::ConsensusBlock,
+    engine::{self, Channels, EngineConfig, Timeouts, CHANNELS},
+    keys::{self, parse_identity},
+    namespace, ChainApp, Error, Identity, Status, ValidatorInfo, ValidatorKeys,
+};
+use commonware_cryptography::{ChaCha20Poly1305, Signer as _};
+use commonware_p2p::{authenticated::lookup, Address, AddressableManager as _};
+use commonware_runtime::{tokio as cw_tokio, Quota, Runner as _, Spawner as _, Supervisor as _};
+use commonware_stream::{
+    cups::{self, Cups},
+    sake::{self, Sake},
+};
+use commonware_utils::{ordered::Map, NZUsize, NZU32};
+use futures::channel::oneshot;
+use std::{
+    net::SocketAddr, path::PathBuf, sync::mpsc as std_mpsc, thread::JoinHandle, time::Duration,
+};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// How long [`Handle::stop`] lets tasks finish (journals sync) before the runtime is dropped.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A validator's consensus configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Chain id; the signing namespace is [`namespace`]`(chain_id)`.
+    pub chain_id: u64,
+    /// The committee, as the genesis file lists it.
+    pub validators: Vec<ValidatorInfo>,
+    /// This node's keys; its identity must be in `validators`.
+    pub me: ValidatorKeys,
+    /// Address to accept validator connections on.
+    pub listen: SocketAddr,
+    /// Where to dial each other validator: (identity as `0x` hex, address). Every validator
+    /// except this one needs an entry; an entry for this node itself is ignored.
+    pub peers: Vec<(String, SocketAddr)>,
+    /// Directory for consensus storage (votes journal, finalized block and certificate
+    /// archives), e.g. `<datadir>/consensus`; created if missing.
+    pub storage_dir: PathBuf,
+    /// How long to wait for a leader's block before voting to skip its view. The other
+    /// consensus timeouts scale with it (certification 2×, vote rebroadcast 5×).
+    pub leader_timeout_ms: u64,
+    /// Largest encoded block this node builds or accepts, in bytes. Must be the same on every
+    /// validator; it also bounds p2p message sizes.
+    pub max_block_bytes: usize,
+}
+
+/// A running consensus engine. Dropping it stops the engine like [`Handle::stop`].
+pub struct Handle {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    status: watch::Receiver<Status>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("status", &*self.status.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    /// The latest progress.
+    pub fn status(&self) -> Status {
+        *self.status.borrow()
+    }
+
+    /// A receiver that is notified whenever a block is applied or the finalized tip moves.
+    pub fn subscribe(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// Stops the engine and waits for its thread to exit. Blocks that were applied but not
+    /// yet recorded by marshal are delivered again on the next start.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                warn!("consensus thread panicked while stopping");
+            }
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// What the runtime thread reports once the engine is up (or failed to start).
+type Ready = Result<(), Error>;
+
+/// Starts consensus for this validator on its own OS thread and returns once its storage is
+/// open and its network is listening.
+pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
+    let namespace = namespace(cfg.chain_id);
+    let committee = keys::committee(&cfg.validators, &namespace)?;
+    let scheme = keys::signer(&cfg.me, committee.clone(), &namespace)?;
+    let me = cfg.me.identity().public_key();
+
+    // Dial addresses for the whole committee (ours is the listen address).
+    let mut addresses: Vec<(Identity, SocketAddr)> = Vec::with_capacity(committee.len());
+    let mut listed: Vec<(Identity, SocketAddr)> = Vec::with_capacity(cfg.peers.len());
+    for (identity, addr) in &cfg.peers {
+        let key = parse_identity(identity).map_err(|source| Error::Peer {
+            identity: identity.clone(),
+            source,
+        })?;
+        if committee.get_value(&key).is_none() {
+            return Err(Error::UnknownPeer(identity.clone()));
+        }
+        listed.push((key, *addr));
+    }
+    for identity in committee.keys().iter() {
+        let addr = if *identity == me {
+            cfg.listen
+        } else {
+            listed
+                .iter()
+                .find(|(k, _)| k == identity)
+                .map(|(_, a)| *a)
+                .ok_or_else(|| {
+                    Error::MissingPeerAddress(keys::to_hex(&commonware_codec::Encode::encode(
+                        identity,
+                    )))
+                })?
+        };
+        addresses.push((identity.clone(), addr));
+    }
+    let local = addresses
+        .iter()
+        .all(|(_, a)| a.ip().is_loopback() || is_private(a));
+
+    let genesis = app.genesis();
+    if genesis.header.number != 0 {
+        return Err(Error::Genesis(genesis.header.number));
+    }
+    let genesis = ConsensusBlock::new(genesis);
+
+    // Fail early, with the address in the message, if the port is taken.
+    drop(
+        std::net::TcpListener::bind(cfg.listen).map_err(|source| Error::Listen {
+            addr: cfg.listen,
+            source,
+        })?,
+    );
+    std::fs::create_dir_all(&cfg.storage_dir)
+        .map_err(|e| Error::Storage(format!("cannot create {}: {e}", cfg.storage_dir.display())))?;
+
+    let participants = committee.len();
+    let max_message_bytes = engine::max_message_bytes(participants, cfg.max_block_bytes);
+    let engine_cfg = EngineConfig {
+        me: me.clone(),
+        scheme,
+        genesis,
+        partition: "consensus".to_string(),
+        max_block_bytes: cfg.max_block_bytes,
+        timeouts: Timeouts::from_leader_ms(cfg.leader_timeout_ms),
+    };
+    let signer = cfg.me.identity().clone();
+    let listen = cfg.listen;
+    let (status_tx, status_rx) = watch::channel(Status::default());
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std_mpsc::channel::<Ready>();
+    let runtime_cfg = cw_tokio::Config::new()
+        .with_worker_threads(2)
+        .with_storage_directory(cfg.storage_dir.clone());
+
+    let thread = std::thread::Builder::new()
+        .name("consensus".into())
+        .spawn(move || {
+            let runner = cw_tokio::Runner::new(runtime_cfg);
+            runner.start(|context| async move {
+                let handshake = Cups::<_, ChaCha20Poly1305>::new(
+                    Sake {
+                        signer,
+                        synchrony_bound: Duration::from_secs(5),
+                        max_handshake_age: Duration::from_secs(10),
+                        version: sake::Version::V1,
+                    },
+                    cups::Version::V1,
+                );
+                let args = (
+                    handshake,
+                    namespace.as_slice(),
+                    listen,
+                    NZUsize!(participants.max(1)),
+                    max_message_bytes,
+                    NZUsize!(1024),
+                );
+                // Validators on loopback or private addresses (devnets, tests) need private
+                // addresses allowed and benefit from fast redials.
+                let p2p_cfg = if local {
+                    lookup::Config::local(args.0, args.1, args.2, args.3, args.4, args.5)
+                } else {
+                    lookup::Config::recommended(args.0, args.1, args.2, args.3, args.4, args.5)
+                };
+                let (mut network, mut oracle) = lookup::Network::new(context.child("p2p"), p2p_cfg);
+                let peer_set: Map<Identity, Address> = match addresses
+                    .into_iter()
+                    .map(|(k, a)| (k, Address::from(a)))
+                    .collect::<Vec<_>>()
+                    .try_into()
+                {
+                    Ok(set) => set,
+                    Err(_) => {
+                        let _ = ready_tx.send(Err(Error::DuplicateValidator));
+                        return;
+                    }
+                };
+                // Peer set 0 is the genesis committee.
+                let _ = oracle.track(0, peer_set);
+                let quota = Quota::per_second(NZU32!(10_000));
+                let [votes, certificates, resolver, blocks, backfill] =
+                    CHANNELS.map(|channel| network.register(channel, quota));
+                let _network = network.start();
+                let channels = Channels {
+                    votes,
+                    certificates,
+                    resolver,
+                    blocks,
+                    backfill,
+                };
+                let started = engine::start(
+                    context.child("engine"),
+                    engine_cfg,
+                    app,
+                    status_tx,
+                    oracle.clone(),
+                    oracle,
+                    channels,
+                )
+                .await;
+                let engine = match started {
+                    Ok(engine) => engine,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                info!(%listen, validators = participants, "consensus started");
+                futures::pin_mut!(engine);
+                futures::future::select(stop_rx, engine).await;
+                if context.stop(0, Some(STOP_TIMEOUT)).await.is_err() {
+                    warn!("consensus tasks did not stop within {STOP_TIMEOUT:?}");
+                }
+            });
+        })
+        .map_err(|e| Error::Thread(e.to_string()))?;
+
+    let mut handle = Handle {
+        stop: Some(stop_tx),
+        thread: Some(thread),
+        status: status_rx,
+    };
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => {
+            handle.shutdown();
+            Err(e)
+        }
+        Err(_) => {
+            handle.shutdown();
+            Err(Error::Thread(
+                "the consensus runtime exited while starting; see the log".into(),
+            ))
+        }
+    }
+}
+
+/// RFC 1918 / unique-local addresses.
+fn is_private(addr: &SocketAddr) -> bool {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_private() || ip.is_link_local(),
+        std::net::IpAddr::V6(ip) => (ip.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
