@@ -41,7 +41,7 @@ enum Command {
     Seed(SeedArgs),
     /// Self-contained run: create a torrent of generated data, seed it and download it over 127.0.0.1.
     Demo(DemoArgs),
-    /// Manage keys (Ethereum keystore v3 files): new, import, list.
+    /// Keys (Ethereum keystore v3 files) and BTT transfers: new, import, list, balance, send.
     Wallet(wallet_cmd::WalletArgs),
 }
 

@@ -1,14 +1,18 @@
-//! `btt wallet`: keys in Ethereum keystore v3 files under `<data dir>/keystore`.
+//! `btt wallet`: keys in Ethereum keystore v3 files under `<data dir>/keystore`, and transfers
+//! of BTT through a node's JSON-RPC (`balance`, `send`).
 //!
-//! Passwords come from `--password-file`, from the variable named by `--password-env`, or from a
+//! Amounts are exact: text is parsed to integer wei and printed back with every significant
+//! decimal, never through a float. Passwords come from `--password-file`, from the variable named by `--password-env`, or from a
 //! prompt on the terminal; they are never printed or logged. Private keys to import are read from
 //! `--key-file` or a prompt, never from the command line (which other users can see in `ps`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use wallet::{Keystore, Password};
+use wallet::client::{Fees, DEFAULT_RPC_URL};
+use wallet::{sign_eip1559, Address, Keystore, Password, RpcClient, TxReceipt, Wei};
 
 /// `btt wallet …`
 #[derive(Args)]
@@ -44,6 +48,101 @@ enum WalletCommand {
     },
     /// List the addresses in the keystore.
     List,
+    /// Show the BTT balance of an address (default: the keystore's only key).
+    Balance {
+        /// The address (0x + 40 hex digits).
+        address: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Send BTT in a signed EIP-1559 transaction and wait for its receipt.
+    Send {
+        /// The sending address; its key must be in the keystore (default: the only key there).
+        #[arg(long, env = "BTT_FROM")]
+        from: Option<String>,
+        /// The receiving address.
+        #[arg(long, env = "BTT_TO")]
+        to: String,
+        /// Amount in BTT, exact decimal with at most 18 decimals (e.g. 1.5).
+        #[arg(long, env = "BTT_AMOUNT")]
+        amount: String,
+        /// Max fee per gas in gwei (default: twice the latest base fee plus the tip).
+        #[arg(long, env = "BTT_MAX_FEE_GWEI")]
+        max_fee_gwei: Option<String>,
+        /// Max priority fee (tip) per gas in gwei (default: the node's suggestion).
+        #[arg(long, env = "BTT_PRIORITY_FEE_GWEI")]
+        priority_fee_gwei: Option<String>,
+        /// Print the hash and return without waiting for the receipt.
+        #[arg(long, env = "BTT_NO_WAIT", value_parser = clap::builder::BoolishValueParser::new())]
+        no_wait: bool,
+        /// How long to wait for the receipt, in seconds.
+        #[arg(long, env = "BTT_WAIT_SECS", default_value_t = 120)]
+        wait_secs: u64,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+/// Where the node is.
+#[derive(Args)]
+struct NodeArgs {
+    /// The node's JSON-RPC URL (http:// only).
+    #[arg(long, env = "BTT_RPC", default_value = DEFAULT_RPC_URL)]
+    rpc: String,
+    /// Timeout of each request to the node, in seconds.
+    #[arg(long, env = "BTT_RPC_TIMEOUT_SECS", default_value_t = 10)]
+    rpc_timeout_secs: u64,
+}
+
+impl NodeArgs {
+    fn client(&self) -> Result<RpcClient> {
+        Ok(RpcClient::new(&self.rpc)?.with_timeout(Duration::from_secs(self.rpc_timeout_secs)))
+    }
+}
+
+/// Parses an address given on the command line; `what` names the argument in errors.
+fn parse_address(text: &str, what: &str) -> Result<Address> {
+    text.trim()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{what}: {e}"))
+}
+
+/// `address`, or the keystore's only key when it is absent.
+fn address_or_only_key(address: Option<&str>, what: &str, dir: &Path) -> Result<Address> {
+    if let Some(text) = address {
+        return parse_address(text, what);
+    }
+    let keys = Keystore::open(dir)?.list()?;
+    match keys.as_slice() {
+        [only] => Ok(*only),
+        [] => bail!(
+            "no {what} given and the keystore at {} is empty: give an address",
+            dir.display()
+        ),
+        _ => bail!(
+            "no {what} given and the keystore at {} holds {} keys: say which one",
+            dir.display(),
+            keys.len()
+        ),
+    }
+}
+
+/// Exact gwei text (at most 9 decimals) to wei per gas.
+fn parse_gwei(text: &str, flag: &str) -> Result<u128> {
+    // BTT and gwei are both decimal scales of wei: parse as BTT (10^18) and divide by 10^9.
+    let as_btt = Wei::parse_btt(text.trim()).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+    let giga = Wei::from_wei(1_000_000_000).0;
+    let (wei, rest) = as_btt.0.div_rem(giga);
+    if !rest.is_zero() {
+        bail!("{flag}: {text} gwei has more than 9 decimals (finer than one wei)");
+    }
+    u128::try_from(wei).map_err(|_| anyhow::anyhow!("{flag}: {text} gwei is too large"))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn password(a: &WalletArgs, confirm: bool) -> Result<Password> {
@@ -66,6 +165,42 @@ pub(crate) fn run(a: WalletArgs, data_dir: PathBuf) -> Result<()> {
         .keystore
         .clone()
         .unwrap_or_else(|| data_dir.join("keystore"));
+    match &a.command {
+        WalletCommand::Balance { address, node } => {
+            let address = address_or_only_key(address.as_deref(), "address", &dir)?;
+            return runtime()?.block_on(balance(node, address, a.json));
+        }
+        WalletCommand::Send {
+            from,
+            to,
+            amount,
+            max_fee_gwei,
+            priority_fee_gwei,
+            no_wait,
+            wait_secs,
+            node,
+        } => {
+            let from = address_or_only_key(from.as_deref(), "--from", &dir)?;
+            let request = SendRequest {
+                from,
+                to: parse_address(to, "--to")?,
+                value: Wei::parse_btt(amount.trim())
+                    .map_err(|e| anyhow::anyhow!("--amount {amount:?}: {e}"))?,
+                max_fee: max_fee_gwei
+                    .as_deref()
+                    .map(|t| parse_gwei(t, "--max-fee-gwei"))
+                    .transpose()?,
+                tip: priority_fee_gwei
+                    .as_deref()
+                    .map(|t| parse_gwei(t, "--priority-fee-gwei"))
+                    .transpose()?,
+                wait: (!no_wait).then(|| Duration::from_secs(*wait_secs)),
+            };
+            let client = node.client()?;
+            return runtime()?.block_on(send(&a, &client, &dir, request));
+        }
+        _ => {}
+    }
     let store = Keystore::open(&dir)?;
     let print = |address: wallet::Address| {
         if a.json {
@@ -106,6 +241,140 @@ pub(crate) fn run(a: WalletArgs, data_dir: PathBuf) -> Result<()> {
                 }
             }
         }
+        WalletCommand::Balance { .. } | WalletCommand::Send { .. } => {}
     }
     Ok(())
+}
+
+async fn balance(node: &NodeArgs, address: Address, json: bool) -> Result<()> {
+    let balance = node.client()?.balance(address).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "address": address.to_checksum(),
+                "balance_wei": balance.0.to_string(),
+                "balance_btt": balance.to_btt_string(),
+            })
+        );
+    } else {
+        println!("{} BTT", balance.to_btt_string());
+    }
+    Ok(())
+}
+
+/// A transfer as given on the command line, checked.
+struct SendRequest {
+    from: Address,
+    to: Address,
+    value: Wei,
+    /// Max fee per gas in wei, if given.
+    max_fee: Option<u128>,
+    /// Max priority fee per gas in wei, if given.
+    tip: Option<u128>,
+    /// How long to wait for the receipt; `None` to return after sending.
+    wait: Option<Duration>,
+}
+
+async fn send(a: &WalletArgs, client: &RpcClient, dir: &Path, r: SendRequest) -> Result<()> {
+    // Ask the node first: an unreachable node fails before the password prompt.
+    client.chain_id().await?;
+    let fees = match (r.max_fee, r.tip) {
+        (Some(max_fee), Some(tip)) => Fees {
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+        },
+        (Some(max_fee), None) => Fees {
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: client.max_priority_fee().await?.min(max_fee),
+        },
+        (None, tip) => {
+            let suggested = client.suggest_fees().await?;
+            match tip {
+                None => suggested,
+                Some(tip) => Fees {
+                    max_fee_per_gas: (suggested.max_fee_per_gas
+                        - suggested.max_priority_fee_per_gas)
+                        .checked_add(tip)
+                        .context("--priority-fee-gwei is too large")?,
+                    max_priority_fee_per_gas: tip,
+                },
+            }
+        }
+    };
+    if fees.max_priority_fee_per_gas > fees.max_fee_per_gas {
+        bail!("the priority fee is above the max fee: raise --max-fee-gwei or lower --priority-fee-gwei");
+    }
+    let store = Keystore::open(dir)?;
+    if store.find(&r.from)?.is_empty() {
+        bail!(
+            "no key for {} in {}: import it with `btt wallet import` or pass --keystore",
+            r.from,
+            dir.display()
+        );
+    }
+    let signer = store.unlock(&r.from, &password(a, false)?)?;
+    let tx = client.prepare_transfer(r.from, r.to, r.value, fees).await?;
+    let signed = sign_eip1559(tx, &signer);
+    drop(signer);
+    let hash = client.send_raw_transaction(&signed.raw).await?;
+    if hash != signed.hash {
+        bail!(
+            "the node reports hash {hash} for transaction {}: it is not the transaction we signed",
+            signed.hash
+        );
+    }
+    let Some(wait) = r.wait else {
+        if a.json {
+            println!("{}", serde_json::json!({ "hash": hash.to_string() }));
+        } else {
+            println!("{hash}");
+        }
+        return Ok(());
+    };
+    if !a.json {
+        println!("{hash}");
+        eprintln!(
+            "sent {} BTT from {} to {}; waiting for the receipt",
+            r.value.to_btt_string(),
+            r.from,
+            r.to
+        );
+    }
+    let receipt = client.wait_for_receipt(hash, wait).await?;
+    print_receipt(a.json, &r, &receipt);
+    if !receipt.success {
+        bail!(
+            "transaction {hash} failed (status 0) in block {}; the fee was still paid",
+            receipt.block_number
+        );
+    }
+    Ok(())
+}
+
+fn print_receipt(json: bool, r: &SendRequest, receipt: &TxReceipt) {
+    let status = if receipt.success { "success" } else { "failed" };
+    let fee = receipt.fee();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "hash": receipt.transaction_hash.to_string(),
+                "from": r.from.to_checksum(),
+                "to": r.to.to_checksum(),
+                "value_wei": r.value.0.to_string(),
+                "status": status,
+                "block": receipt.block_number,
+                "gas_used": receipt.gas_used,
+                "effective_gas_price_wei": receipt.effective_gas_price.to_string(),
+                "fee_wei": fee.0.to_string(),
+                "fee_btt": fee.to_btt_string(),
+            })
+        );
+    } else {
+        println!("status: {status}");
+        println!("block: {}", receipt.block_number);
+        println!("gas used: {}", receipt.gas_used);
+        println!("fee: {} BTT", fee.to_btt_string());
+    }
 }

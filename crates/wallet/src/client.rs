@@ -63,15 +63,14 @@ pub enum ClientError {
         reason: &'static str,
     },
     /// No TCP connection to the node.
-    #[error(
-        "cannot connect to the node at {url}: {source}; is it running? (set --rpc or BTT_RPC)"
-    )]
+    ///
+    /// Socket errors are part of the message, not a `source()`, so they are printed once.
+    #[error("cannot connect to the node at {url}: {cause}; is it running? (set --rpc or BTT_RPC)")]
     Connect {
         /// The node's URL.
         url: String,
         /// The socket error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The node took longer than the timeout to answer.
     #[error("{method} to {url} timed out after {timeout_ms} ms: the node is not answering")]
@@ -84,15 +83,14 @@ pub enum ClientError {
         timeout_ms: u64,
     },
     /// The connection failed after it was made.
-    #[error("connection to {url} failed during {method}: {source}")]
+    #[error("connection to {url} failed during {method}: {cause}")]
     Io {
         /// The node's URL.
         url: String,
         /// The JSON-RPC method.
         method: String,
         /// The socket error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// An HTTP error status without a JSON-RPC error in the body.
     #[error("{url} answered HTTP {status} to {method}: {body}; is this a JSON-RPC endpoint?")]
@@ -470,14 +468,14 @@ impl RpcClient {
         let mut stream =
             TcpStream::connect(&ep.authority)
                 .await
-                .map_err(|source| ClientError::Connect {
+                .map_err(|cause| ClientError::Connect {
                     url: ep.url.clone(),
-                    source,
+                    cause,
                 })?;
-        let io = |source| ClientError::Io {
+        let io = |cause| ClientError::Io {
             url: ep.url.clone(),
             method: method.into(),
-            source,
+            cause,
         };
         let request = format!(
             "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
