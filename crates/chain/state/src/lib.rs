@@ -1,0 +1,75 @@
+//! The deterministic executor of the BTT chain: EVM execution with revm, EIP-1559 fees, native
+//! modules, and the bucketed state commitment. Sans-IO: no files, sockets, clocks or async; the
+//! node hands in a [`StateReader`] and gets back [`StateChanges`].
+//!
+//! # Layout
+//! - Parameters ([`ChainParams`], [`FeeMode`], [`next_base_fee`]): the consensus constants and
+//!   Ethereum's base fee rule with a floor.
+//! - State ([`Account`], [`StateReader`], [`StateChanges`], [`Overlay`], [`MemoryState`]): what
+//!   the executor reads, the sorted change set it returns, and a reader that stacks unfinalized
+//!   blocks over the store.
+//! - Execution ([`Executor`]): `execute` checks a proposed block (any invalid transaction makes
+//!   it invalid), `build` fills a block from mempool candidates, `call` / `estimate_gas` answer
+//!   `eth_call` / `eth_estimateGas`, and [`check_admission`] is the mempool's stateful pre-check.
+//!   BTT (18 decimals) is the native token; tips go to the proposer, base fees are burned or
+//!   pooled, and the bank module keeps the total supply equal to the sum of all balances.
+//! - Native modules ([`NativeModule`], [`Bank`]): Rust code at `0x…b77000 + n`, called with
+//!   ABI calldata through revm as precompiles, so their writes are journaled and revert like a
+//!   contract's.
+//! - Commitment ([`leaf_updates`], [`bucket_of`], [`bucket_hash`], [`BucketTree`],
+//!   [`verify_proof`]): the pure math of the state root; the format is documented and frozen in
+//!   the `commitment` module docs.
+//!
+//! # Dependencies
+//! revm (the EVM of reth and foundry) executes transactions; alloy-sol-types gives native
+//! modules the Solidity ABI every tool speaks; alloy-primitives and chain-types are the shared
+//! types.
+//!
+//! ```
+//! use alloy_primitives::{address, U256};
+//! use chain_state::{BlockEnv, ChainParams, Executor, MemoryState, StateReader, abi::IBank};
+//! use chain_state::{CallRequest, BANK_ADDRESS};
+//! use alloy_sol_types::SolCall;
+//!
+//! let executor = Executor::new(ChainParams::default());
+//! let alice = address!("00000000000000000000000000000000000a11ce");
+//! let mut state = MemoryState::new();
+//! state.apply(&executor.genesis(&[(alice, U256::from(10u64).pow(U256::from(18)))]));
+//! assert_eq!(state.account(&alice).unwrap().unwrap().balance, U256::from(10u64).pow(U256::from(18)));
+//!
+//! // Ask the bank module for the total supply, as `cast call` would.
+//! let env = BlockEnv { number: 1, timestamp_ms: 1_000, proposer: alice, base_fee: 1_000_000_000, gas_limit: 30_000_000 };
+//! let req = CallRequest { to: Some(BANK_ADDRESS), input: Some(IBank::totalSupplyCall {}.abi_encode().into()), ..Default::default() };
+//! let out = executor.call(&state, &env, &req).unwrap();
+//! assert_eq!(IBank::totalSupplyCall::abi_decode_returns(&out.output).unwrap(), U256::from(10u64).pow(U256::from(18)));
+//! ```
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod commitment;
+mod executor;
+mod modules;
+mod params;
+mod state;
+
+#[cfg(test)]
+mod tests;
+
+pub use commitment::{
+    account_leaf_hash, account_leaf_key, bucket_hash, bucket_of, leaf_updates, root_of_leaves,
+    storage_leaf_hash, storage_leaf_key, verify_proof, BucketProof, BucketTree, BUCKETS,
+    TREE_DEPTH,
+};
+pub use executor::{
+    check_admission, BlockEnv, BuiltBlock, CallError, CallOutcome, CallRequest, CheckError,
+    ExecError, Executed, Executor, TxInvalid, MODULE_ACCOUNT_CODE, SPEC,
+};
+pub use modules::{
+    abi, module_address, Bank, ModuleCall, ModuleContext, ModuleError, NativeModule, BANK_ADDRESS,
+    BANK_BURNED_SLOT, BANK_TOTAL_SUPPLY_SLOT, MODULE_BALANCE_GAS, MODULE_BASE, MODULE_CALL_GAS,
+    MODULE_SLOAD_GAS, MODULE_SSTORE_GAS, MODULE_TRANSFER_GAS,
+};
+pub use params::{next_base_fee, ChainParams, FeeMode, DEVNET_CHAIN_ID, GWEI};
+pub use state::{
+    Account, MemoryState, Overlay, StateChanges, StateReader, StoreError, KECCAK_EMPTY,
+};
