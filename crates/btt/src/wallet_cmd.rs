@@ -112,7 +112,12 @@ fn address_or_only_key(address: Option<&str>, what: &str, dir: &Path) -> Result<
     if let Some(text) = address {
         return parse_address(text, what);
     }
-    let keys = Keystore::open(dir)?.list()?;
+    // A missing directory is an empty keystore; looking must not create it.
+    let keys = if dir.is_dir() {
+        Keystore::open(dir)?.list()?
+    } else {
+        Vec::new()
+    };
     match keys.as_slice() {
         [only] => Ok(*only),
         [] => bail!(
