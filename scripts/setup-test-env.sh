@@ -10,7 +10,15 @@
 # missing ones otherwise.
 set -euo pipefail
 
-PACKAGES=(python3-libtorrent aria2 transmission-daemon transmission-cli opentracker python3-pytest time iproute2 util-linux)
+PACKAGES=(python3-libtorrent aria2 transmission-daemon transmission-cli opentracker python3-pytest time iproute2 util-linux python3-pip)
+# Node.js for the ethers interop script. A Node.js from elsewhere (e.g. NodeSource, which
+# bundles npm) is used as is: Debian's npm package would conflict with it.
+NODE_PACKAGES=(nodejs npm)
+# Ethereum client libraries from the package registries, pinned exactly. ethers is pinned in
+# tests/interop/js/package.json and its committed package-lock.json (installed with `npm ci`).
+WEB3_VERSION=7.16.0
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+JS_DIR=$REPO/tests/interop/js
 # Debian's interpreter: python3-libtorrent and python3-pytest install there,
 # not into any other python3 that may come first on PATH.
 PY=/usr/bin/python3
@@ -28,6 +36,21 @@ check_pytest() { "$PY" -m pytest --version >/dev/null 2>&1; }
 check_time() { [ -x /usr/bin/time ]; }
 # The LSD test runs two btt processes in a network namespace of their own.
 check_netns() { command -v ip >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1; }
+check_pip() { "$PY" -m pip --version >/dev/null 2>&1; }
+check_node() {
+    command -v npm >/dev/null 2>&1 &&
+        node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' >/dev/null 2>&1
+}
+# Registry installs (after apt): web3.py importable from Debian's python, ethers in tests/interop/js.
+check_web3() { "$PY" -c "import web3, sys; sys.exit(web3.__version__ != '$WEB3_VERSION')" >/dev/null 2>&1; }
+check_ethers() {
+    local want
+    want=$(node -p 'require(process.argv[1]).dependencies.ethers' "$JS_DIR/package.json" 2>/dev/null) &&
+        [ -n "$want" ] &&
+        [ "$(node -p 'require(process.argv[1]).version' "$JS_DIR/node_modules/ethers/package.json" 2>/dev/null)" = "$want" ] &&
+        # npm ci records what it installed; a changed lock file means a reinstall.
+        [ "$JS_DIR/node_modules/.package-lock.json" -nt "$JS_DIR/package-lock.json" ]
+}
 
 CHECKS=(
     "check_libtorrent:python3-libtorrent ($PY -c 'import libtorrent')"
@@ -38,12 +61,20 @@ CHECKS=(
     "check_pytest:python3-pytest ($PY -m pytest --version)"
     "check_time:time (/usr/bin/time)"
     "check_netns:iproute2 and util-linux (ip, unshare)"
+    "check_pip:python3-pip ($PY -m pip --version)"
+    "check_node:Node.js 18+ with npm (node, npm)"
+)
+REGISTRY_CHECKS=(
+    "check_web3:web3==$WEB3_VERSION from PyPI ($PY -c 'import web3')"
+    "check_ethers:ethers from npm (npm ci in $JS_DIR)"
 )
 
-# Prints the description of every failing check; returns non-zero if any failed.
+# Prints the description of every failing check (of CHECKS, or of the named array);
+# returns non-zero if any failed.
 missing() {
+    local -n list=${1:-CHECKS}
     local entry fn desc rc=0
-    for entry in "${CHECKS[@]}"; do
+    for entry in "${list[@]}"; do
         fn=${entry%%:*}
         desc=${entry#*:}
         if ! "$fn"; then
@@ -94,14 +125,34 @@ else
         # apt-get waits for the lock itself too (DPkg::Lock::Timeout), which
         # covers a run that starts between our check and this command.
         apt-get -o DPkg::Lock::Timeout="$LOCK_WAIT_S" update
-        apt-get -o DPkg::Lock::Timeout="$LOCK_WAIT_S" install -y "${PACKAGES[@]}"
+        wanted=("${PACKAGES[@]}")
+        check_node || wanted+=("${NODE_PACKAGES[@]}")
+        apt-get -o DPkg::Lock::Timeout="$LOCK_WAIT_S" install -y "${wanted[@]}"
     fi
 fi
 
-if gaps=$(missing); then
+# Registry installs, each only when its check fails (so a second run changes nothing).
+if ! check_web3 && check_pip; then
+    # Debian marks its python "externally managed"; these go to /usr/local/lib/python3.*/
+    # dist-packages, which Debian's python imports and apt never touches.
+    log "installing web3==$WEB3_VERSION for $PY"
+    "$PY" -m pip install --quiet --break-system-packages --root-user-action=ignore "web3==$WEB3_VERSION"
+fi
+if ! check_ethers && check_node; then
+    log "installing the JavaScript clients in $JS_DIR (npm ci)"
+    (cd "$JS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+status=0
+gaps=$(missing) || status=1
+registry_gaps=$(missing REGISTRY_CHECKS) || status=1
+if [ $status -eq 0 ]; then
     log "ok: $("$PY" -c 'import libtorrent; print("libtorrent", libtorrent.__version__)'), $(aria2c --version | head -n1), $(transmission-daemon --version 2>&1 | head -n1), $("$PY" -m pytest --version 2>&1 | head -n1), opentracker at $(command -v opentracker)"
+    log "ok: node $(node --version), ethers $(node -p 'require(process.argv[1]).version' "$JS_DIR/node_modules/ethers/package.json"), web3 $("$PY" -c 'import web3; print(web3.__version__)')"
 else
     log "these programs are still missing or do not run after installing:"
-    printf '  %s\n' "$gaps" >&2
+    for gap in "$gaps" "$registry_gaps"; do
+        [ -n "$gap" ] && printf '  %s\n' "$gap" >&2
+    done
     exit 1
 fi
