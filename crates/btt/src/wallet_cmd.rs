@@ -383,3 +383,56 @@ fn print_receipt(json: bool, r: &SendRequest, receipt: &TxReceipt) {
         println!("fee: {} BTT", fee.to_btt_string());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gwei_is_exact() {
+        assert_eq!(parse_gwei("1", "--f").ok(), Some(1_000_000_000));
+        assert_eq!(parse_gwei("1.5", "--f").ok(), Some(1_500_000_000));
+        assert_eq!(parse_gwei("0.000000001", "--f").ok(), Some(1));
+        assert_eq!(parse_gwei("0", "--f").ok(), Some(0));
+        for bad in ["0.0000000001", "-1", "1e9", "", "1.", "x"] {
+            let err = parse_gwei(bad, "--max-fee-gwei").map_err(|e| e.to_string());
+            assert!(
+                matches!(&err, Err(m) if m.starts_with("--max-fee-gwei")),
+                "{bad}: {err:?}"
+            );
+        }
+        // 2^128 wei does not fit the u128 of an EIP-1559 fee field.
+        assert!(parse_gwei("340282366920938463463374607431.768211456", "--f").is_err());
+        assert_eq!(
+            parse_gwei("340282366920938463463374607431.768211455", "--f").ok(),
+            Some(u128::MAX)
+        );
+    }
+
+    #[test]
+    fn addresses_and_the_only_key() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let ks = dir.path().join("ks");
+        let given = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+        assert_eq!(
+            address_or_only_key(Some(given), "--to", &ks)?.to_string(),
+            given
+        );
+        let err = address_or_only_key(Some("0x12"), "--to", &ks).map_err(|e| e.to_string());
+        assert!(matches!(&err, Err(m) if m.starts_with("--to: invalid address")));
+        // No keystore: an error, and the directory is not created by looking.
+        assert!(address_or_only_key(None, "--from", &ks).is_err());
+        assert!(!ks.exists());
+        let store = Keystore::open(&ks)?.with_scrypt(wallet::ScryptParams::new(4, 8, 1)?);
+        let password = Password::new("pw");
+        let first = store.create(&password)?;
+        assert_eq!(address_or_only_key(None, "--from", &ks)?, first);
+        store.create(&password)?;
+        let err = address_or_only_key(None, "--from", &ks).map_err(|e| e.to_string());
+        assert!(
+            matches!(&err, Err(m) if m.contains("holds 2 keys")),
+            "{err:?}"
+        );
+        Ok(())
+    }
+}
