@@ -261,7 +261,7 @@ pub(crate) fn from_hex(s: &str, what: &'static str) -> Result<Vec<u8>, KeyError>
         .or_else(|| s.strip_prefix("0X"))
         .unwrap_or(s)
         .as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(KeyError::NotHex { what });
     }
     fn nibble(c: u8) -> Option<u8> {

@@ -88,25 +88,24 @@ async fn four_validators_finalize_over_tcp() {
     let dir = scratch_dir();
     let mut handles = Vec::new();
     let mut applied = Vec::new();
-    for (i, me) in keys.iter().enumerate() {
-        let peers = keys
+    let config = |i: usize| Config {
+        chain_id: CHAIN_ID,
+        validators: validators.clone(),
+        me: keys[i].clone(),
+        listen: addrs[i],
+        peers: keys
             .iter()
             .zip(&addrs)
             .map(|(k, a)| (k.identity_hex(), *a))
-            .collect();
+            .collect(),
+        storage_dir: dir.join(format!("v{i}")),
+        leader_timeout_ms: 1_000,
+        max_block_bytes: 1 << 20,
+    };
+    for i in 0..keys.len() {
         let record = Arc::new(Mutex::new(BTreeMap::new()));
         applied.push(record.clone());
-        let cfg = Config {
-            chain_id: CHAIN_ID,
-            validators: validators.clone(),
-            me: me.clone(),
-            listen: addrs[i],
-            peers,
-            storage_dir: dir.join(format!("v{i}")),
-            leader_timeout_ms: 1_000,
-            max_block_bytes: 1 << 20,
-        };
-        handles.push(start(cfg, App { applied: record }).unwrap());
+        handles.push(start(config(i), App { applied: record }).unwrap());
     }
 
     // Wait on the status channels (not on a timer) for every node to apply height 10.
@@ -144,6 +143,53 @@ async fn four_validators_finalize_over_tcp() {
     let finality = status.applied.unwrap();
     assert_eq!(Some(&finality.hash), first.get(&finality.height));
     assert!(status.finalized_tip >= finality.height);
+
+    // Stop validator 3, let the others go on, restart it from its storage: it resumes from
+    // what marshal recorded and catches up.
+    let cfg3 = config(3);
+    handles.pop().unwrap().stop();
+    let ahead = handles[0].status().applied.unwrap().height + 5;
+    let mut w0 = handles[0].subscribe();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        w0.wait_for(|s| s.applied.is_some_and(|a| a.height >= ahead))
+            .await
+            .unwrap();
+    })
+    .await
+    .expect("three validators keep finalizing");
+    let before_restart = *applied[3].lock().unwrap().keys().last().unwrap();
+    assert!(before_restart < ahead);
+    handles.push(
+        start(
+            cfg3,
+            App {
+                applied: applied[3].clone(),
+            },
+        )
+        .unwrap(),
+    );
+    let mut w3 = handles[3].subscribe();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        w3.wait_for(|s| s.applied.is_some_and(|a| a.height >= ahead))
+            .await
+            .unwrap();
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "restarted validator did not catch up: {:?}",
+            handles[3].status()
+        )
+    });
+    let restarted = applied[3].lock().unwrap().clone();
+    let reference = applied[0].lock().unwrap().clone();
+    assert!(restarted
+        .keys()
+        .copied()
+        .eq(0..=*restarted.keys().last().unwrap()));
+    for (h, hash) in &restarted {
+        assert_eq!(reference.get(h).unwrap_or(hash), hash, "fork at height {h}");
+    }
 
     for h in handles {
         h.stop();
