@@ -154,3 +154,156 @@ impl<A: ChainApp> Actor<A> {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ProposalCtx;
+    use chain_types::{Block, Header};
+    use commonware_runtime::{deterministic, Runner as _, Spawner as _, Supervisor as _};
+    use commonware_utils::acknowledgement::Exact;
+    use futures::channel::oneshot;
+    use std::sync::{Arc, Mutex};
+
+    fn block(parent: Option<&Block>) -> Block {
+        let header = Header {
+            parent_hash: parent.map(Block::hash).unwrap_or_default(),
+            number: parent.map_or(0, |p| p.header.number + 1),
+            transactions_root: chain_types::transactions_root(&[]),
+            ..Default::default()
+        };
+        Block {
+            header,
+            transactions: Vec::new(),
+        }
+    }
+
+    /// Fails `finalized` a set number of times; builds whatever `next_build` holds.
+    struct App {
+        failures_left: usize,
+        finalize_calls: Arc<Mutex<Vec<u64>>>,
+        next_build: Option<Block>,
+    }
+
+    impl ChainApp for App {
+        fn genesis(&self) -> Block {
+            block(None)
+        }
+        fn build(&mut self, _parent: &Block, _ctx: &ProposalCtx) -> Option<Block> {
+            self.next_build.take()
+        }
+        fn verify(&mut self, _parent: &Block, _block: &Block, _ctx: &ProposalCtx) -> Verdict {
+            Verdict::Valid
+        }
+        fn finalized(&mut self, block: &Block) -> Result<(), String> {
+            self.finalize_calls
+                .lock()
+                .unwrap()
+                .push(block.header.number);
+            if self.failures_left > 0 {
+                self.failures_left -= 1;
+                return Err("disk full".into());
+            }
+            Ok(())
+        }
+    }
+
+    fn ctx() -> ProposalCtx {
+        ProposalCtx {
+            epoch: 0,
+            view: 1,
+            leader: String::new(),
+            now_ms: 0,
+        }
+    }
+
+    #[test]
+    fn finalized_is_acked_only_after_ok_and_once_per_height() {
+        deterministic::Runner::default().start(|context| async move {
+            let calls = Arc::new(Mutex::new(Vec::new()));
+            let app = App {
+                failures_left: 2,
+                finalize_calls: calls.clone(),
+                next_build: None,
+            };
+            let (tx, rx) = mpsc::unbounded();
+            let (status_tx, status_rx) = watch::channel(Status::default());
+            let actor = Actor::new(app, rx, status_tx, 1 << 20);
+            context.child("actor").spawn(|ctx| actor.run(ctx));
+
+            let genesis = block(None);
+            let one = Arc::new(ConsensusBlock::new(block(Some(&genesis))));
+            let started = now_ms(&context);
+            let (ack, waiter) = Exact::handle();
+            tx.unbounded_send(Message::Finalized {
+                block: one.clone(),
+                ack,
+            })
+            .unwrap();
+            waiter.await.unwrap();
+            // Two failures, each followed by a retry delay, before the acknowledgement.
+            assert_eq!(*calls.lock().unwrap(), [1, 1, 1]);
+            assert!(now_ms(&context) - started >= 2 * FINALIZE_RETRY_MS);
+            let status = *status_rx.borrow();
+            assert_eq!(status.applied.unwrap().height, 1);
+            assert_eq!(status.applied.unwrap().hash, one.block().hash());
+            assert_eq!(status.finalized_tip, 1);
+
+            // A redelivered height is acknowledged without calling the application again.
+            let (ack, waiter) = Exact::handle();
+            tx.unbounded_send(Message::Finalized { block: one, ack })
+                .unwrap();
+            waiter.await.unwrap();
+            assert_eq!(calls.lock().unwrap().len(), 3);
+        });
+    }
+
+    #[test]
+    fn build_and_verify_enforce_the_parent_link() {
+        deterministic::Runner::default().start(|context| async move {
+            let genesis = block(None);
+            let child = block(Some(&genesis));
+            // The application "builds" a grandchild of genesis when asked for a child.
+            let app = App {
+                failures_left: 0,
+                finalize_calls: Arc::default(),
+                next_build: Some(block(Some(&child))),
+            };
+            let (tx, rx) = mpsc::unbounded();
+            let (status_tx, _status_rx) = watch::channel(Status::default());
+            context
+                .child("actor")
+                .spawn(|ctx| Actor::new(app, rx, status_tx, 1 << 20).run(ctx));
+
+            let parent = Arc::new(ConsensusBlock::new(genesis.clone()));
+            let (reply, built) = oneshot::channel();
+            tx.unbounded_send(Message::Build {
+                parent: parent.clone(),
+                ctx: ctx(),
+                reply,
+            })
+            .unwrap();
+            assert_eq!(built.await.unwrap(), None, "a non-child is not proposed");
+
+            let (reply, verdict) = oneshot::channel();
+            tx.unbounded_send(Message::Verify {
+                parent: parent.clone(),
+                block: Arc::new(ConsensusBlock::new(block(Some(&child)))),
+                ctx: ctx(),
+                reply,
+            })
+            .unwrap();
+            assert!(matches!(verdict.await.unwrap(), Verdict::Invalid(_)));
+
+            let (reply, verdict) = oneshot::channel();
+            tx.unbounded_send(Message::Verify {
+                parent,
+                block: Arc::new(ConsensusBlock::new(child)),
+                ctx: ctx(),
+                reply,
+            })
+            .unwrap();
+            assert_eq!(verdict.await.unwrap(), Verdict::Valid);
+        });
+    }
+}
