@@ -18,6 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use engine::{AddTorrent, Config, Session, Stats, TorrentHandle};
 use metainfo::Torrent;
 
+mod chain_cmd;
 mod demo;
 mod progress;
 mod wallet_cmd;
@@ -43,6 +44,8 @@ enum Command {
     Demo(DemoArgs),
     /// Keys (Ethereum keystore v3 files) and BTT transfers: new, import, list, balance, send.
     Wallet(wallet_cmd::WalletArgs),
+    /// Run the BTT chain: create a network, run a node, or start a local devnet.
+    Chain(chain_cmd::ChainArgs),
 }
 
 #[derive(Args)]
@@ -195,6 +198,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(quiet_terminal)
         .with_target(false)
         .init();
     let result = match cli.command {
@@ -206,6 +210,7 @@ fn main() -> ExitCode {
             let dir = data_dir(&a.data_dir);
             wallet_cmd::run(a, dir)
         }
+        Command::Chain(a) => chain_cmd::run(a),
         Command::Demo(a) => {
             runtime().and_then(|rt| rt.block_on(demo::run(a.size_mb, a.piece_size, a.keep)))
         }

@@ -1,0 +1,435 @@
+//! `btt chain`: create a network (`init`), run one node (`run`), or run a whole local network of
+//! validator processes in one command (`devnet`).
+//!
+//! `init` writes everything a network needs into one directory:
+//! ```text
+//! <dir>/genesis.json          chain id, parameters, balances, validator keys (public)
+//! <dir>/accounts.json         funded dev accounts with their private keys (devnets only)
+//! <dir>/node-<i>/config.toml  one node's config (paths relative to it)
+//! <dir>/node-<i>/validator.key  its consensus keys (secret)
+//! <dir>/node-<i>/fee.key      the secp256k1 key of its fee recipient account (secret)
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use chain_consensus::{namespace, ValidatorKeys};
+use chain_node::{
+    Genesis, GenesisAccount, GenesisValidator, NodeConfig, P2pConfig, PeerConfig, RpcConfig,
+    DEFAULT_BLOCK_INTERVAL_MS, DEFAULT_LEADER_TIMEOUT_MS,
+};
+use chain_state::ChainParams;
+use chain_types::{Address, Wei};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+
+/// The devnet's chain id (BTTC uses 199 and 1029; this one is ours).
+pub(crate) const DEVNET_CHAIN_ID: u64 = 7215;
+
+/// `btt chain …`
+#[derive(Args)]
+pub(crate) struct ChainArgs {
+    #[command(subcommand)]
+    command: ChainCommand,
+}
+
+#[derive(Subcommand)]
+enum ChainCommand {
+    /// Write a genesis, validator keys, funded dev accounts and node configs into a directory.
+    Init(InitArgs),
+    /// Run one node from its config file until stopped.
+    Run {
+        /// The node's config file (as `btt chain init` writes it).
+        #[arg(long, env = "BTT_CHAIN_CONFIG")]
+        config: PathBuf,
+    },
+    /// Start a local network of validator processes on 127.0.0.1 and keep it running.
+    Devnet(DevnetArgs),
+}
+
+#[derive(Args, Clone)]
+struct InitArgs {
+    /// Directory to write into (created; must not hold a genesis already).
+    #[arg(long, env = "BTT_CHAIN_DIR")]
+    dir: PathBuf,
+    /// Number of validators.
+    #[arg(long, env = "BTT_VALIDATORS", default_value_t = 4)]
+    validators: usize,
+    /// EIP-155 chain id.
+    #[arg(long, env = "BTT_CHAIN_ID", default_value_t = DEVNET_CHAIN_ID)]
+    chain_id: u64,
+    /// Number of funded dev accounts.
+    #[arg(long, env = "BTT_DEV_ACCOUNTS", default_value_t = 10)]
+    accounts: usize,
+    /// Balance of each dev account, in BTT.
+    #[arg(long, env = "BTT_DEV_BALANCE", default_value = "1000000")]
+    balance: String,
+    /// First JSON-RPC port; node i serves on this plus i.
+    #[arg(long, env = "BTT_RPC_PORT", default_value_t = 8545)]
+    rpc_port: u16,
+    /// First validator p2p port; node i listens on this plus i.
+    #[arg(long, env = "BTT_P2P_PORT", default_value_t = 30300)]
+    p2p_port: u16,
+    /// Print what was written as JSON.
+    #[arg(long, env = "BTT_JSON", value_parser = clap::builder::BoolishValueParser::new())]
+    json: bool,
+}
+
+#[derive(Args)]
+struct DevnetArgs {
+    /// Number of validators.
+    #[arg(long, env = "BTT_VALIDATORS", default_value_t = 4)]
+    validators: usize,
+    /// Directory of the network; reused if it already holds one (default: a new temporary one).
+    #[arg(long, env = "BTT_CHAIN_DIR")]
+    dir: Option<PathBuf>,
+    /// First JSON-RPC port; node i serves on this plus i.
+    #[arg(long, env = "BTT_RPC_PORT", default_value_t = 8545)]
+    rpc_port: u16,
+    /// First validator p2p port; node i listens on this plus i.
+    #[arg(long, env = "BTT_P2P_PORT", default_value_t = 30300)]
+    p2p_port: u16,
+    /// Print one JSON object (chain_id, rpc, accounts) once the network is ready.
+    #[arg(long, env = "BTT_JSON", value_parser = clap::builder::BoolishValueParser::new())]
+    json: bool,
+}
+
+/// A funded dev account as `accounts.json` and `devnet --json` list it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DevAccount {
+    address: Address,
+    private_key: String,
+}
+
+pub(crate) fn run(a: ChainArgs) -> Result<()> {
+    match a.command {
+        ChainCommand::Init(a) => {
+            let summary = init(&a)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!(
+                    "wrote a {}-validator network (chain id {}) to {}",
+                    summary.configs.len(),
+                    summary.chain_id,
+                    a.dir.display()
+                );
+                for c in &summary.configs {
+                    println!("  btt chain run --config {}", c.display());
+                }
+            }
+            Ok(())
+        }
+        ChainCommand::Run { config } => run_node(&config),
+        ChainCommand::Devnet(a) => devnet(a),
+    }
+}
+
+#[derive(Serialize)]
+struct InitSummary {
+    chain_id: u64,
+    genesis: PathBuf,
+    configs: Vec<PathBuf>,
+    rpc: Vec<String>,
+    accounts: Vec<DevAccount>,
+}
+
+/// A new random secp256k1 key: its hex and address.
+fn new_account() -> Result<DevAccount> {
+    loop {
+        let secret: [u8; 32] = rand::random();
+        if let Ok(key) = wallet::PrivateKey::from_bytes(&secret) {
+            let address: Address = key.address().to_string().parse()?;
+            let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            return Ok(DevAccount {
+                address,
+                private_key: format!("0x{hex}"),
+            });
+        }
+    }
+}
+
+fn init(a: &InitArgs) -> Result<InitSummary> {
+    if a.validators == 0 {
+        bail!("--validators must be at least 1");
+    }
+    let genesis_path = a.dir.join("genesis.json");
+    if genesis_path.exists() {
+        bail!(
+            "{} already exists; choose another --dir or delete it",
+            genesis_path.display()
+        );
+    }
+    let balance = Wei::parse_btt(&a.balance).context("--balance")?;
+    std::fs::create_dir_all(&a.dir)
+        .with_context(|| format!("cannot create {}", a.dir.display()))?;
+    let ns = namespace(a.chain_id);
+    let mut nodes = Vec::new();
+    for i in 0..a.validators {
+        let keys = ValidatorKeys::generate(rand::random());
+        let fee = new_account()?;
+        nodes.push((i, keys, fee));
+    }
+    let accounts = (0..a.accounts)
+        .map(|_| new_account())
+        .collect::<Result<Vec<_>>>()?;
+    let params = ChainParams {
+        chain_id: a.chain_id,
+        ..ChainParams::default()
+    };
+    let genesis = Genesis {
+        params,
+        timestamp_ms: now_ms(),
+        alloc: accounts
+            .iter()
+            .map(|acc| (acc.address, GenesisAccount { balance: balance.0 }))
+            .collect::<BTreeMap<_, _>>(),
+        validators: nodes
+            .iter()
+            .map(|(_, keys, fee)| GenesisValidator {
+                fee_recipient: fee.address,
+                keys: keys.public(&ns),
+            })
+            .collect(),
+    };
+    genesis.save(&genesis_path)?;
+    let p2p = |i: usize| SocketAddr::from(([127, 0, 0, 1], a.p2p_port + i as u16));
+    let rpc = |i: usize| SocketAddr::from(([127, 0, 0, 1], a.rpc_port + i as u16));
+    let mut configs = Vec::new();
+    for (i, keys, fee) in &nodes {
+        let node_dir = a.dir.join(format!("node-{i}"));
+        std::fs::create_dir_all(&node_dir)?;
+        write_secret(&node_dir.join("validator.key"), &keys.to_hex())?;
+        write_secret(&node_dir.join("fee.key"), &fee.private_key)?;
+        let config = NodeConfig {
+            data_dir: PathBuf::from("data"),
+            genesis: PathBuf::from("../genesis.json"),
+            validator_key: PathBuf::from("validator.key"),
+            block_interval_ms: DEFAULT_BLOCK_INTERVAL_MS,
+            leader_timeout_ms: DEFAULT_LEADER_TIMEOUT_MS,
+            rpc: RpcConfig { listen: rpc(*i) },
+            p2p: P2pConfig {
+                listen: p2p(*i),
+                peers: nodes
+                    .iter()
+                    .filter(|(j, _, _)| j != i)
+                    .map(|(j, k, _)| PeerConfig {
+                        identity: k.identity_hex(),
+                        address: p2p(*j),
+                    })
+                    .collect(),
+            },
+        };
+        let path = node_dir.join("config.toml");
+        chain_node::write_atomic(&path, config.to_toml().as_bytes())?;
+        configs.push(path);
+    }
+    let accounts_path = a.dir.join("accounts.json");
+    write_secret(&accounts_path, &serde_json::to_string_pretty(&accounts)?)?;
+    Ok(InitSummary {
+        chain_id: a.chain_id,
+        genesis: genesis_path,
+        configs,
+        rpc: (0..a.validators)
+            .map(|i| format!("http://{}", rpc(i)))
+            .collect(),
+        accounts,
+    })
+}
+
+/// Writes a file only its owner can read.
+fn write_secret(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn run_node(config: &Path) -> Result<()> {
+    let config = NodeConfig::load(config)?;
+    let rt = crate::runtime()?;
+    rt.block_on(async {
+        let node = chain_node::Node::start(&config).await?;
+        eprintln!("chain node running; JSON-RPC on http://{}", node.rpc_addr());
+        wait_for_stop_signal().await;
+        eprintln!("stopping");
+        node.stop().await?;
+        anyhow::Ok(())
+    })
+}
+
+async fn wait_for_stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// The validator processes of a devnet; killed when dropped.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            // SIGTERM first so nodes stop cleanly; kill what is left after a grace period.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for c in &mut self.0 {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn devnet(a: DevnetArgs) -> Result<()> {
+    let dir = match &a.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("btt-devnet-{}", std::process::id())),
+    };
+    if !dir.join("genesis.json").exists() {
+        init(&InitArgs {
+            dir: dir.clone(),
+            validators: a.validators,
+            chain_id: DEVNET_CHAIN_ID,
+            accounts: 10,
+            balance: "1000000".into(),
+            rpc_port: a.rpc_port,
+            p2p_port: a.p2p_port,
+            json: false,
+        })?;
+    }
+    let genesis = Genesis::load(&dir.join("genesis.json"))?;
+    let accounts: Vec<DevAccount> = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("accounts.json")).context("accounts.json")?,
+    )?;
+    let exe = std::env::current_exe()?;
+    let mut children = Children(Vec::new());
+    let mut rpcs = Vec::new();
+    for i in 0..genesis.validators.len() {
+        let node_dir = dir.join(format!("node-{i}"));
+        let config_path = node_dir.join("config.toml");
+        let config = NodeConfig::load(&config_path)?;
+        rpcs.push(config.rpc.listen);
+        let log = std::fs::File::create(node_dir.join("node.log"))?;
+        let child = Command::new(&exe)
+            .args(["chain", "run", "--config"])
+            .arg(&config_path)
+            .env(
+                "BTT_LOG",
+                std::env::var("BTT_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start a validator process")?;
+        children.0.push(child);
+    }
+    // Ready = every node answers JSON-RPC and has finalized a block after genesis.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (i, addr) in rpcs.iter().enumerate() {
+        loop {
+            if let Some(status) = children.0[i].try_wait()? {
+                bail!(
+                    "validator {i} exited ({status}); see {}",
+                    dir.join(format!("node-{i}/node.log")).display()
+                );
+            }
+            if block_number(*addr).is_ok_and(|n| n >= 1) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the devnet did not finalize a block within 60 s; see the node logs in {}",
+                    dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let rpc_urls: Vec<String> = rpcs.iter().map(|a| format!("http://{a}")).collect();
+    if a.json {
+        let out = serde_json::json!({
+            "chain_id": genesis.params.chain_id,
+            "rpc": rpc_urls,
+            "accounts": accounts,
+            "dir": dir,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "devnet of {} validators running (chain id {}), data in {}",
+            rpcs.len(),
+            genesis.params.chain_id,
+            dir.display()
+        );
+        println!("JSON-RPC:");
+        for u in &rpc_urls {
+            println!("  {u}");
+        }
+        println!("funded dev accounts (1,000,000 BTT each unless changed):");
+        for acc in &accounts {
+            println!("  {}  key {}", acc.address, acc.private_key);
+        }
+        println!("stop with Ctrl-C");
+    }
+    std::io::stdout().flush()?;
+    let rt = crate::runtime()?;
+    rt.block_on(wait_for_stop_signal());
+    drop(children);
+    Ok(())
+}
+
+/// `eth_blockNumber` over a plain HTTP/1.1 request (readiness probe only).
+fn block_number(addr: SocketAddr) -> Result<u64> {
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    s.read_to_string(&mut response)?;
+    let json = response.split("\r\n\r\n").nth(1).context("no body")?;
+    let v: serde_json::Value = serde_json::from_str(json)?;
+    let hex = v["result"].as_str().context("no result")?;
+    Ok(u64::from_str_radix(hex.trim_start_matches("0x"), 16)?)
+}

@@ -1,0 +1,249 @@
+//! The node as the JSON-RPC server sees it ([`chain_rpc::Backend`]).
+
+use std::sync::Arc;
+
+use chain_rpc::{
+    AccountView, Backend, BackendError, BlockData, CallError, CallRequest, NodeStatus, SubmitError,
+    SyncProgress,
+};
+use chain_state::{check_admission, next_base_fee, BlockEnv, Executor, StateReader};
+use chain_types::{decode_and_recover, Address, Bytes, RecoveredTx, TxRules, B256, U256};
+
+use crate::shared::Shared;
+use crate::store::{FinalizedBlock, Store};
+
+/// Tip suggested to wallets, in wei per gas (1 gwei).
+const SUGGESTED_TIP: u128 = 1_000_000_000;
+
+/// Serves RPC reads from the store and the shared head, and admits transactions to the mempool.
+pub struct NodeBackend {
+    /// Executes calls and gas estimates.
+    pub executor: Arc<Executor>,
+    /// Finalized blocks and state.
+    pub store: Arc<Store>,
+    /// Head and mempool.
+    pub shared: Arc<Shared>,
+    /// Identity keys of the validators.
+    pub validators: Vec<String>,
+    /// Our identity key, if we validate.
+    pub identity: Option<String>,
+}
+
+fn backend_error(e: impl std::fmt::Display) -> BackendError {
+    BackendError::new(e.to_string())
+}
+
+fn block_data(f: FinalizedBlock) -> Arc<BlockData> {
+    Arc::new(BlockData {
+        block: (*f.block).clone(),
+        senders: f.senders,
+        receipts: f.receipts,
+    })
+}
+
+impl NodeBackend {
+    fn rules(&self) -> TxRules {
+        let p = self.executor.params();
+        TxRules::new(p.chain_id, p.gas_limit)
+    }
+
+    /// The environment of the next block, for calls and estimates.
+    fn next_env(&self) -> BlockEnv {
+        let head = self.shared.head();
+        let header = &head.block.header;
+        BlockEnv {
+            number: header.number + 1,
+            timestamp_ms: crate::now_ms().max(header.timestamp_ms + 1),
+            proposer: Address::ZERO,
+            base_fee: next_base_fee(self.executor.params(), header),
+            gas_limit: self.executor.params().gas_limit,
+        }
+    }
+
+    fn state_nonce(&self, address: &Address) -> Result<u64, BackendError> {
+        Ok(self
+            .store
+            .account(address)
+            .map_err(backend_error)?
+            .map_or(0, |a| a.nonce))
+    }
+
+    /// Checks and admits one recovered transaction.
+    pub fn admit(&self, tx: RecoveredTx) -> Result<B256, SubmitError> {
+        let hash = tx.hash();
+        let base_fee = self.next_env().base_fee;
+        check_admission(&*self.store, &tx, base_fee).map_err(|e| match e {
+            chain_state::CheckError::Admission(e) => SubmitError::from(e),
+            chain_state::CheckError::Store(e) => SubmitError {
+                code: chain_rpc::INTERNAL_ERROR,
+                message: e.0,
+            },
+        })?;
+        let nonce = self.state_nonce(&tx.sender())?;
+        self.shared.mempool.lock().insert(tx, nonce)?;
+        Ok(hash)
+    }
+}
+
+fn to_state_call(r: &CallRequest) -> chain_state::CallRequest {
+    chain_state::CallRequest {
+        from: r.from,
+        to: r.to,
+        gas: r.gas,
+        gas_price: r.gas_price,
+        max_fee_per_gas: r.max_fee_per_gas,
+        max_priority_fee_per_gas: r.max_priority_fee_per_gas,
+        value: r.value,
+        input: r.input.clone(),
+        nonce: r.nonce,
+    }
+}
+
+fn call_error(e: chain_state::CallError) -> CallError {
+    match e {
+        chain_state::CallError::Reverted { output } => CallError::Reverted { output },
+        other => CallError::Other {
+            code: chain_types::SERVER_ERROR,
+            message: other.to_string(),
+        },
+    }
+}
+
+impl Backend for NodeBackend {
+    fn chain_id(&self) -> u64 {
+        self.executor.params().chain_id
+    }
+
+    fn client_version(&self) -> String {
+        format!(
+            "btt/v{}/{}-{}",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        )
+    }
+
+    fn head(&self) -> u64 {
+        self.shared.head_number()
+    }
+
+    fn block_by_number(&self, number: u64) -> Result<Option<Arc<BlockData>>, BackendError> {
+        if number > self.head() {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .block(number)
+            .map_err(backend_error)?
+            .map(block_data))
+    }
+
+    fn block_by_hash(&self, hash: B256) -> Result<Option<Arc<BlockData>>, BackendError> {
+        match self.store.height_of(&hash).map_err(backend_error)? {
+            Some(n) => self.block_by_number(n),
+            None => Ok(None),
+        }
+    }
+
+    fn tx_location(&self, hash: B256) -> Result<Option<(u64, usize)>, BackendError> {
+        self.store.tx_location(&hash).map_err(backend_error)
+    }
+
+    fn pending_tx(&self, hash: B256) -> Option<RecoveredTx> {
+        self.shared.mempool.lock().get(&hash).cloned()
+    }
+
+    fn account(&self, address: Address) -> Result<AccountView, BackendError> {
+        Ok(match self.store.account(&address).map_err(backend_error)? {
+            Some(a) => AccountView {
+                nonce: a.nonce,
+                balance: a.balance,
+                code_hash: a.code_hash,
+            },
+            None => AccountView {
+                code_hash: alloy_primitives::KECCAK256_EMPTY,
+                ..AccountView::default()
+            },
+        })
+    }
+
+    fn pending_nonce(&self, address: Address) -> Result<u64, BackendError> {
+        let nonce = self.state_nonce(&address)?;
+        Ok(self.shared.mempool.lock().pending_nonce(&address, nonce))
+    }
+
+    fn code(&self, address: Address) -> Result<Bytes, BackendError> {
+        let Some(account) = self.store.account(&address).map_err(backend_error)? else {
+            return Ok(Bytes::new());
+        };
+        Ok(self
+            .store
+            .code(&account.code_hash)
+            .map_err(backend_error)?
+            .unwrap_or_default())
+    }
+
+    fn storage(&self, address: Address, slot: U256) -> Result<B256, BackendError> {
+        let value = self.store.storage(&address, &slot).map_err(backend_error)?;
+        Ok(B256::from(value.to_be_bytes::<32>()))
+    }
+
+    fn call(&self, request: CallRequest) -> Result<Bytes, CallError> {
+        self.executor
+            .call(&*self.store, &self.next_env(), &to_state_call(&request))
+            .map(|outcome| outcome.output)
+            .map_err(call_error)
+    }
+
+    fn estimate_gas(&self, request: CallRequest) -> Result<u64, CallError> {
+        self.executor
+            .estimate_gas(&*self.store, &self.next_env(), &to_state_call(&request))
+            .map_err(call_error)
+    }
+
+    fn send_raw_transaction(&self, raw: Bytes) -> Result<B256, SubmitError> {
+        let tx = decode_and_recover(&raw, &self.rules())?;
+        self.admit(tx)
+    }
+
+    fn next_base_fee(&self) -> u64 {
+        self.next_env().base_fee
+    }
+
+    fn suggested_priority_fee(&self) -> u128 {
+        SUGGESTED_TIP
+    }
+
+    fn syncing(&self) -> Option<SyncProgress> {
+        let current = self.head();
+        let highest = self
+            .shared
+            .finalized_tip
+            .load(std::sync::atomic::Ordering::Relaxed);
+        // A few blocks behind is normal pipelining, not catching up.
+        (highest > current + 2).then_some(SyncProgress {
+            starting_block: self.shared.start_height,
+            current_block: current,
+            highest_block: highest,
+        })
+    }
+
+    fn status(&self) -> NodeStatus {
+        let head = self.shared.head();
+        let header = &head.block.header;
+        NodeStatus {
+            chain_id: self.chain_id(),
+            client_version: self.client_version(),
+            height: header.number,
+            finalized_hash: head.block.hash(),
+            finalized_timestamp_ms: header.timestamp_ms,
+            epoch: header.epoch,
+            validators: self.validators.clone(),
+            validator_identity: self.identity.clone(),
+            last_finality_latency_ms: self.shared.last_latency_ms(),
+            peers: self.validators.len().saturating_sub(1) as u64,
+            mempool_txs: self.shared.mempool.lock().len() as u64,
+            syncing: self.syncing().is_some(),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Running a node: open the store, start the JSON-RPC server and the consensus engine, and stop
+//! both cleanly.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chain_consensus::ValidatorKeys;
+use chain_rpc::Server;
+use chain_state::Executor;
+
+use crate::app::{init_store, App};
+use crate::backend::NodeBackend;
+use crate::config::{NodeConfig, DEFAULT_MAX_BLOCK_BYTES};
+use crate::genesis::Genesis;
+use crate::mempool::{Limits, Mempool};
+use crate::shared::Shared;
+use crate::store::Store;
+use crate::Error;
+
+/// A running node.
+pub struct Node {
+    consensus: chain_consensus::Handle,
+    rpc: Server,
+    backend: Arc<NodeBackend>,
+}
+
+impl Node {
+    /// Starts a validator from its config. Must be called inside a tokio runtime (the RPC server
+    /// runs on it; consensus runs on its own thread).
+    pub async fn start(config: &NodeConfig) -> Result<Self, Error> {
+        let genesis = Genesis::load(&config.genesis)?;
+        let key_text = std::fs::read_to_string(&config.validator_key)
+            .map_err(|e| Error::io(&config.validator_key, e))?;
+        let keys = ValidatorKeys::from_hex(key_text.trim()).map_err(|e| Error::Config {
+            path: config.validator_key.clone(),
+            reason: e.to_string(),
+        })?;
+        let identity = keys.identity_hex();
+        let me = genesis.validator(&identity).ok_or_else(|| Error::Config {
+            path: config.validator_key.clone(),
+            reason: format!("validator {identity} is not in the genesis validator set"),
+        })?;
+        let fee_recipient = me.fee_recipient;
+
+        let executor = Arc::new(Executor::new(genesis.params.clone()));
+        let store = Arc::new(Store::open(&config.data_dir.join("chain.redb"))?);
+        let genesis_block = init_store(&store, &executor, &genesis)?;
+        let head = store.head()?.unwrap_or(0);
+        let head = store
+            .block(head)?
+            .ok_or_else(|| Error::Corrupt(format!("head block {head} is missing")))?;
+        let shared = Arc::new(Shared::new(Mempool::new(Limits::default()), head));
+
+        let backend = Arc::new(NodeBackend {
+            executor: executor.clone(),
+            store: store.clone(),
+            shared: shared.clone(),
+            validators: genesis
+                .validators
+                .iter()
+                .map(|v| v.keys.identity.clone())
+                .collect(),
+            identity: Some(identity),
+        });
+        let rpc = Server::start(
+            config.rpc.listen,
+            backend.clone(),
+            chain_rpc::Config::default(),
+        )
+        .await
+        .map_err(|e| Error::Start(e.to_string()))?;
+
+        let fee_recipients: HashMap<String, _> = genesis
+            .validators
+            .iter()
+            .map(|v| (v.keys.identity.clone(), v.fee_recipient))
+            .collect();
+        let app = App::new(
+            (*executor).clone(),
+            store,
+            shared,
+            genesis_block,
+            fee_recipients,
+            fee_recipient,
+            config.block_interval_ms,
+        )?;
+        let consensus = chain_consensus::start(
+            chain_consensus::Config {
+                chain_id: genesis.params.chain_id,
+                validators: genesis.validators.iter().map(|v| v.keys.clone()).collect(),
+                me: keys,
+                listen: config.p2p.listen,
+                peers: config
+                    .p2p
+                    .peers
+                    .iter()
+                    .map(|p| (p.identity.clone(), p.address))
+                    .collect(),
+                storage_dir: config.data_dir.join("consensus"),
+                leader_timeout_ms: config.leader_timeout_ms,
+                max_block_bytes: DEFAULT_MAX_BLOCK_BYTES,
+            },
+            app,
+        )
+        .map_err(|e| Error::Start(e.to_string()))?;
+        tracing::info!(rpc = %rpc.local_addr(), "chain node started");
+        Ok(Self {
+            consensus,
+            rpc,
+            backend,
+        })
+    }
+
+    /// Where JSON-RPC is served.
+    pub fn rpc_addr(&self) -> std::net::SocketAddr {
+        self.rpc.local_addr()
+    }
+
+    /// The node's RPC backend (for in-process callers such as the daemon's HTTP API).
+    pub fn backend(&self) -> Arc<NodeBackend> {
+        self.backend.clone()
+    }
+
+    /// Stops consensus, then the RPC server.
+    pub async fn stop(self) -> Result<(), Error> {
+        let consensus = self.consensus;
+        tokio::task::spawn_blocking(move || consensus.stop())
+            .await
+            .map_err(|e| Error::Start(e.to_string()))?;
+        self.rpc
+            .stop()
+            .await
+            .map_err(|e| Error::Start(e.to_string()))
+    }
+}

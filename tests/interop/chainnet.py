@@ -1,0 +1,145 @@
+"""A chain of real ``btt chain run`` validator processes on 127.0.0.1, for fault tests.
+
+``btt chain init`` writes the genesis and one config per validator; each
+validator is then its own process that the test can kill (SIGKILL, as a
+crash), restart, or wipe. Heights and hashes are read over JSON-RPC.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import shutil
+import signal
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+import peers
+
+
+def rpc(url: str, method: str, params: list, timeout_s: float = 5.0) -> dict:
+    """One JSON-RPC call; returns the whole response object (``result`` or ``error``)."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        return json.loads(resp.read())
+
+
+def result(url: str, method: str, params: list):
+    """The ``result`` of a call; raises if the node answered with an error."""
+    answer = rpc(url, method, params)
+    if "error" in answer:
+        raise peers.HarnessError(f"{method} failed on {url}: {answer['error']}")
+    return answer["result"]
+
+
+class Chain:
+    """``n`` validators from ``btt chain init``; ``start``/``kill``/``wipe`` each by index."""
+
+    def __init__(self, tmp: Path, n: int = 4):
+        self.dir = tmp / "chain"
+        self.log_dir = tmp / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.btt = peers.btt_binary()
+        rpc_base = _port_block(n)
+        p2p_base = _port_block(n)
+        out = subprocess.run(
+            [str(self.btt), "chain", "init", "--dir", str(self.dir), "--validators", str(n),
+             "--rpc-port", str(rpc_base), "--p2p-port", str(p2p_base), "--json"],
+            capture_output=True, text=True, timeout=60,
+        )
+        if out.returncode != 0:
+            raise peers.HarnessError(f"btt chain init failed: {out.stderr}")
+        self.info = json.loads(out.stdout)
+        self.urls: list[str] = self.info["rpc"]
+        self.accounts = self.info["accounts"]
+        self.procs: list[Optional[peers.Proc]] = [None] * n
+        self.starts = [0] * n
+
+    def start(self, i: int) -> None:
+        self.starts[i] += 1
+        self.procs[i] = peers.Proc(
+            f"validator{i}-run{self.starts[i]}",
+            [self.btt, "chain", "run", "--config", self.dir / f"node-{i}" / "config.toml"],
+            self.log_dir,
+            env={**os.environ, "BTT_LOG": "info"},
+        )
+
+    def start_all(self) -> None:
+        for i in range(len(self.procs)):
+            self.start(i)
+
+    def kill(self, i: int) -> None:
+        """SIGKILL: the process gets no chance to flush or clean up."""
+        p = self.procs[i]
+        assert p is not None
+        p.signal(signal.SIGKILL)
+        p.popen.wait(timeout=10)
+        self.procs[i] = None
+
+    def wipe(self, i: int) -> None:
+        """Deletes the validator's chain data (database and consensus journal)."""
+        shutil.rmtree(self.dir / f"node-{i}" / "data", ignore_errors=True)
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p is not None:
+                p.stop()
+
+    def running(self) -> list[int]:
+        return [i for i, p in enumerate(self.procs) if p is not None]
+
+    def height(self, i: int) -> Optional[int]:
+        """The validator's finalized height, or ``None`` while its RPC does not answer."""
+        p = self.procs[i]
+        if p is None:
+            return None
+        p.check_running()
+        try:
+            return int(result(self.urls[i], "eth_blockNumber", []), 16)
+        except (OSError, peers.HarnessError):
+            return None
+
+    def wait_height(self, i: int, target: int, timeout_s: float = 60) -> int:
+        return peers.wait_until(
+            lambda: (h := self.height(i)) is not None and h >= target and h,
+            timeout_s, f"validator {i} to reach height {target}", self.logs)
+
+    def block_hash(self, i: int, number: int) -> str:
+        block = result(self.urls[i], "eth_getBlockByNumber", [hex(number), False])
+        assert block is not None, f"validator {i} has no block {number}"
+        return block["hash"]
+
+    def assert_consistent(self, nodes: list[int]) -> int:
+        """Every height that all ``nodes`` finalized has one hash on all of them; returns that height."""
+        top = min(self.height(i) or 0 for i in nodes)
+        for n in range(0, top + 1):
+            hashes = {i: self.block_hash(i, n) for i in nodes}
+            assert len(set(hashes.values())) == 1, f"conflicting blocks at height {n}: {hashes}"
+        return top
+
+    def logs(self) -> str:
+        return "\n".join(p.logs() for p in self.procs if p is not None)
+
+
+def _port_block(n: int) -> int:
+    """A base port such that base..base+n-1 are free (ports from the OS, checked in a row)."""
+    for _ in range(200):
+        base = peers.free_port()
+        if base + n >= 65535:
+            continue
+        ok = True
+        for k in range(1, n):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", base + k))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            peers._handed_out.update(range(base, base + n))
+            return base
+    raise peers.HarnessError("no block of free ports")
