@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import peers
 from chainnet import Chain
 
 pytestmark = pytest.mark.btt
@@ -69,3 +70,26 @@ def test_wiped_validator_catches_up(chain):
     chain.wait_height(1, target)
     top = chain.assert_consistent([0, 1, 2, 3])
     assert top >= target
+
+
+def test_transactions_sent_to_one_validator_reach_every_proposer(chain):
+    """Validators gossip transactions, so blocks by other proposers include what node 0 received."""
+    from eth_account import Account
+
+    from chainnet import result
+
+    url = chain.urls[0]
+    acct = Account.from_key(chain.accounts[0]["private_key"])
+    proposers = set()
+    for nonce in range(8):
+        tx = acct.sign_transaction({
+            "type": 2, "chainId": chain.info["chain_id"], "nonce": nonce, "to": "0x" + "42" * 20,
+            "value": 1, "gas": 21000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
+        })
+        tx_hash = result(url, "eth_sendRawTransaction", ["0x" + bytes(tx.raw_transaction).hex()])
+        receipt = peers.wait_until(
+            lambda: result(url, "eth_getTransactionReceipt", [tx_hash]), 30, "the receipt", chain.logs)
+        assert receipt["status"] == "0x1"
+        block = result(url, "eth_getBlockByHash", [receipt["blockHash"], False])
+        proposers.add(block["miner"])
+    assert len(proposers) >= 2, f"only {proposers} included transactions sent to validator 0"

@@ -65,7 +65,7 @@ pub mod sim;
 
 pub use app::{ChainApp, Finality, ProposalCtx, Status, Verdict};
 pub use keys::{KeyError, ValidatorInfo, ValidatorKeys};
-pub use node::{start, Config, Handle};
+pub use node::{start, Config, GossipHandler, Gossiper, Handle};
 
 use commonware_consensus::simplex::scheme::bls12381_multisig;
 use commonware_cryptography::{bls12381::primitives::variant::MinPk, ed25519};

@@ -9,15 +9,20 @@ use crate::{
 };
 use commonware_cryptography::{ChaCha20Poly1305, Signer as _};
 use commonware_p2p::{authenticated::lookup, Address, AddressableManager as _};
+use commonware_p2p::{Receiver as _, Recipients, Sender as _};
 use commonware_runtime::{tokio as cw_tokio, Quota, Runner as _, Spawner as _, Supervisor as _};
 use commonware_stream::{
     cups::{self, Cups},
     sake::{self, Sake},
 };
 use commonware_utils::{ordered::Map, NZUsize, NZU32};
-use futures::channel::oneshot;
+use futures::{
+    channel::{mpsc, oneshot},
+    StreamExt as _,
+};
 use std::{
-    net::SocketAddr, path::PathBuf, sync::mpsc as std_mpsc, thread::JoinHandle, time::Duration,
+    net::SocketAddr, path::PathBuf, sync::mpsc as std_mpsc, sync::Arc, thread::JoinHandle,
+    time::Duration,
 };
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -48,13 +53,41 @@ pub struct Config {
     /// Largest encoded block this node builds or accepts, in bytes. Must be the same on every
     /// validator; it also bounds p2p message sizes.
     pub max_block_bytes: usize,
+    /// Called (on the consensus runtime; it must return quickly) with every gossip message
+    /// another validator sent with [`Handle::gossip`]. `None` drops them.
+    pub on_gossip: Option<GossipHandler>,
 }
+
+/// Receives the application's gossip (transactions, for instance) from other validators.
+#[derive(Clone)]
+pub struct GossipHandler(pub Arc<dyn Fn(Vec<u8>) + Send + Sync>);
+
+impl std::fmt::Debug for GossipHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GossipHandler")
+    }
+}
+
+/// Sends application gossip to the other validators; see [`Handle::gossip`].
+#[derive(Clone, Debug)]
+pub struct Gossiper(mpsc::UnboundedSender<Vec<u8>>);
+
+impl Gossiper {
+    /// Like [`Handle::gossip`]; does nothing once consensus has stopped.
+    pub fn gossip(&self, message: Vec<u8>) {
+        let _ = self.0.unbounded_send(message);
+    }
+}
+
+/// p2p channel for application gossip; outside the engine's channels.
+const CHANNEL_GOSSIP: u64 = 5;
 
 /// A running consensus engine. Dropping it stops the engine like [`Handle::stop`].
 pub struct Handle {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     status: watch::Receiver<Status>,
+    gossip: mpsc::UnboundedSender<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Handle {
@@ -74,6 +107,18 @@ impl Handle {
     /// A receiver that is notified whenever a block is applied or the finalized tip moves.
     pub fn subscribe(&self) -> watch::Receiver<Status> {
         self.status.clone()
+    }
+
+    /// Sends `message` to every other validator that is connected now (best effort: nothing is
+    /// queued for validators that are offline). It must fit the p2p message limit, which is at
+    /// least [`Config::max_block_bytes`].
+    pub fn gossip(&self, message: Vec<u8>) {
+        let _ = self.gossip.unbounded_send(message);
+    }
+
+    /// A cloneable sender for [`Handle::gossip`], for tasks that outlive a borrow of the handle.
+    pub fn gossiper(&self) -> Gossiper {
+        Gossiper(self.gossip.clone())
     }
 
     /// Stops the engine and waits for its thread to exit. Blocks that were applied but not
@@ -174,6 +219,8 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
     let listen = cfg.listen;
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (gossip_tx, mut gossip_rx) = mpsc::unbounded::<Vec<u8>>();
+    let on_gossip = cfg.on_gossip;
     let (ready_tx, ready_rx) = std_mpsc::channel::<Ready>();
     let runtime_cfg = cw_tokio::Config::new()
         .with_worker_threads(2)
@@ -226,7 +273,20 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
                 let quota = Quota::per_second(NZU32!(10_000));
                 let [votes, certificates, resolver, blocks, backfill] =
                     CHANNELS.map(|channel| network.register(channel, quota));
+                let (mut gossip_out, mut gossip_in) = network.register(CHANNEL_GOSSIP, quota);
                 let _network = network.start();
+                context.child("gossip_out").spawn(move |_| async move {
+                    while let Some(message) = gossip_rx.next().await {
+                        gossip_out.send(Recipients::All, message, false);
+                    }
+                });
+                context.child("gossip_in").spawn(move |_| async move {
+                    while let Ok((_, message)) = gossip_in.recv().await {
+                        if let Some(handler) = &on_gossip {
+                            (handler.0)(message.as_ref().to_vec());
+                        }
+                    }
+                });
                 let channels = Channels {
                     votes,
                     certificates,
@@ -266,6 +326,7 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
         stop: Some(stop_tx),
         thread: Some(thread),
         status: status_rx,
+        gossip: gossip_tx,
     };
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(handle),

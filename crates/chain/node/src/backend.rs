@@ -27,6 +27,8 @@ pub struct NodeBackend {
     pub validators: Vec<String>,
     /// Our identity key, if we validate.
     pub identity: Option<String>,
+    /// Raw transactions admitted through RPC, for gossip to the other validators.
+    pub gossip: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
 }
 
 fn backend_error(e: impl std::fmt::Display) -> BackendError {
@@ -42,7 +44,8 @@ fn block_data(f: FinalizedBlock) -> Arc<BlockData> {
 }
 
 impl NodeBackend {
-    fn rules(&self) -> TxRules {
+    /// The stateless transaction rules of this chain.
+    pub fn rules(&self) -> TxRules {
         let p = self.executor.params();
         TxRules::new(p.chain_id, p.gas_limit)
     }
@@ -203,7 +206,11 @@ impl Backend for NodeBackend {
 
     fn send_raw_transaction(&self, raw: Bytes) -> Result<B256, SubmitError> {
         let tx = decode_and_recover(&raw, &self.rules())?;
-        self.admit(tx)
+        let hash = self.admit(tx)?;
+        if let Some(gossip) = &self.gossip {
+            let _ = gossip.send(raw.to_vec());
+        }
+        Ok(hash)
     }
 
     fn next_base_fee(&self) -> u64 {

@@ -12,6 +12,8 @@
 //! - [`App`] (`app.rs`): the [`chain_consensus::ChainApp`]: builds blocks from the mempool,
 //!   verifies proposals by re-executing them, and writes finalized blocks to the store.
 //! - [`NodeBackend`] (`backend.rs`): the node as [`chain_rpc::Backend`] for the JSON-RPC server.
+//! - `gossip.rs`: batches of transactions admitted through RPC, sent to the other validators
+//!   over the consensus network so every leader can include them.
 //! - [`Node`] (`node.rs`): starts the store, RPC server and consensus from a config.
 //!
 //! Finality is deterministic: a block is executed when proposed or verified, and written to the
@@ -24,6 +26,7 @@ mod backend;
 mod commitment;
 mod config;
 mod genesis;
+mod gossip;
 mod mempool;
 mod node;
 mod shared;

@@ -12,6 +12,7 @@ use crate::app::{init_store, App};
 use crate::backend::NodeBackend;
 use crate::config::{NodeConfig, DEFAULT_MAX_BLOCK_BYTES};
 use crate::genesis::Genesis;
+use crate::gossip;
 use crate::mempool::{Limits, Mempool};
 use crate::shared::Shared;
 use crate::store::Store;
@@ -51,6 +52,8 @@ impl Node {
             .ok_or_else(|| Error::Corrupt(format!("head block {head} is missing")))?;
         let shared = Arc::new(Shared::new(Mempool::new(Limits::default()), head));
 
+        let (gossip_out_tx, gossip_out_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (gossip_in_tx, gossip_in_rx) = tokio::sync::mpsc::unbounded_channel();
         let backend = Arc::new(NodeBackend {
             executor: executor.clone(),
             store: store.clone(),
@@ -61,6 +64,7 @@ impl Node {
                 .map(|v| v.keys.identity.clone())
                 .collect(),
             identity: Some(identity),
+            gossip: Some(gossip_out_tx),
         });
         let rpc = Server::start(
             config.rpc.listen,
@@ -99,10 +103,15 @@ impl Node {
                 storage_dir: config.data_dir.join("consensus"),
                 leader_timeout_ms: config.leader_timeout_ms,
                 max_block_bytes: DEFAULT_MAX_BLOCK_BYTES,
+                on_gossip: Some(chain_consensus::GossipHandler(Arc::new(move |batch| {
+                    let _ = gossip_in_tx.send(batch);
+                }))),
             },
             app,
         )
         .map_err(|e| Error::Start(e.to_string()))?;
+        tokio::spawn(gossip::send_loop(gossip_out_rx, consensus.gossiper()));
+        tokio::spawn(gossip::receive_loop(gossip_in_rx, backend.clone()));
         tracing::info!(rpc = %rpc.local_addr(), "chain node started");
         Ok(Self {
             consensus,

@@ -1,6 +1,8 @@
 //! Four validators on 127.0.0.1 through the production entry point.
 
-use chain_consensus::{namespace, start, ChainApp, Config, ProposalCtx, ValidatorKeys, Verdict};
+use chain_consensus::{
+    namespace, start, ChainApp, Config, GossipHandler, ProposalCtx, ValidatorKeys, Verdict,
+};
 use chain_types::{Block, Header, B256};
 use std::{
     collections::BTreeMap,
@@ -88,6 +90,9 @@ async fn four_validators_finalize_over_tcp() {
     let dir = scratch_dir();
     let mut handles = Vec::new();
     let mut applied = Vec::new();
+    let (gossip_txs, mut gossip_rxs): (Vec<_>, Vec<_>) = (0..4)
+        .map(|_| tokio::sync::mpsc::unbounded_channel::<Vec<u8>>())
+        .unzip();
     let config = |i: usize| Config {
         chain_id: CHAIN_ID,
         validators: validators.clone(),
@@ -101,6 +106,12 @@ async fn four_validators_finalize_over_tcp() {
         storage_dir: dir.join(format!("v{i}")),
         leader_timeout_ms: 1_000,
         max_block_bytes: 1 << 20,
+        on_gossip: Some({
+            let tx = gossip_txs[i].clone();
+            GossipHandler(Arc::new(move |m| {
+                let _ = tx.send(m);
+            }))
+        }),
     };
     for i in 0..keys.len() {
         let record = Arc::new(Mutex::new(BTreeMap::new()));
@@ -139,6 +150,17 @@ async fn four_validators_finalize_over_tcp() {
             }
         }
     }
+    // Gossip from validator 0 reaches every other validator, byte for byte, and not itself.
+    handles[0].gossip(b"pending transactions".to_vec());
+    for rx in &mut gossip_rxs[1..] {
+        let got = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("gossip arrives")
+            .unwrap();
+        assert_eq!(got, b"pending transactions");
+    }
+    assert!(gossip_rxs[0].try_recv().is_err());
+
     let status = handles[0].status();
     let finality = status.applied.unwrap();
     assert_eq!(Some(&finality.hash), first.get(&finality.height));
@@ -222,6 +244,7 @@ fn start_refuses_bad_configuration() {
         storage_dir: std::env::temp_dir().join("chain-consensus-never-created"),
         leader_timeout_ms: 1_000,
         max_block_bytes: 1 << 20,
+        on_gossip: None,
     };
 
     // A proof of possession made for another chain.
