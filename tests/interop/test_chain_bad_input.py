@@ -114,3 +114,31 @@ def test_bad_requests_get_protocol_errors(node):
     assert rpc(url, "eth_nope", [])["error"]["code"] == -32601
     assert rpc(url, "eth_getBalance", ["0x1234", "latest"])["error"]["code"] == -32602
     assert rpc(url, "eth_getBlockByNumber", ["newest", False])["error"]["code"] == -32602
+
+
+def test_bank_module_answers_abi_calls_and_supply_adds_up(node):
+    """The bank native module at its system address answers ABI-encoded calls like a contract."""
+    from eth_utils import keccak
+
+    url = node.urls[0]
+    bank = "0x0000000000000000000000000000000000b77000"
+
+    def call(signature: str) -> int:
+        data = "0x" + keccak(text=signature)[:4].hex()
+        return int(result(url, "eth_call", [{"to": bank, "data": data}, "latest"]), 16)
+
+    genesis_supply = len(node.accounts) * 1_000_000 * 10**18
+    tx_hash = result(url, "eth_sendRawTransaction", [_tx(node, node.accounts[1]["private_key"])])
+    peers.wait_until(lambda: result(url, "eth_getTransactionReceipt", [tx_hash]), 30, "the receipt")
+
+    def consistent_read():
+        # Two calls may straddle a block; take a pair between two equal `burned` readings.
+        burned = call("burned()")
+        supply = call("totalSupply()")
+        return (supply, burned) if call("burned()") == burned else None
+
+    supply, burned = peers.wait_until(consistent_read, 10, "a stable supply reading")
+    assert burned > 0, "the transfer burned its base fee"
+    assert supply + burned == genesis_supply
+    answer = rpc(url, "eth_call", [{"to": bank, "data": "0xdeadbeef"}, "latest"])
+    assert answer["error"]["code"] == 3, answer
