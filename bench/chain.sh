@@ -27,6 +27,7 @@ if [ "${BENCH_BUILD:-1}" = 1 ]; then
     # One cargo at a time: the load generator builds after btt, in its own workspace and target dir.
     cargo build --release --manifest-path bench/chain-load/Cargo.toml
 fi
+if [ -n "${BTT_BIN:-}" ]; then BTT_DESC="btt from $BTT_BIN"; else BTT_DESC="btt $(git rev-parse --short HEAD) (working tree)"; fi
 BTT_BIN=${BTT_BIN:-$ROOT/target/release/btt}
 LOAD_BIN=$ROOT/bench/chain-load/target/release/chain-load
 [ -x "$BTT_BIN" ] || { echo "chain.sh: no btt at $BTT_BIN; build it or set BTT_BIN" >&2; exit 1; }
@@ -61,14 +62,19 @@ PYEOF
 )
 
 DEVNET_PID=
-cleanup() {
+# Stops the devnet (SIGTERM; it stops its validators) and keeps the node logs.
+stop_devnet() {
     if [ -n "$DEVNET_PID" ] && kill -0 "$DEVNET_PID" 2>/dev/null; then
         kill -TERM "$DEVNET_PID" 2>/dev/null || true
         wait "$DEVNET_PID" 2>/dev/null || true
     fi
+    DEVNET_PID=
     for i in $(seq 0 $((VALIDATORS - 1))); do
-        [ -f "$NET/node-$i/node.log" ] && cp "$NET/node-$i/node.log" "$OUT/node-$i.log"
+        if [ -f "$NET/node-$i/node.log" ]; then cp "$NET/node-$i/node.log" "$OUT/node-$i.log"; fi
     done
+}
+cleanup() {
+    stop_devnet
     rm -rf "$NET"
 }
 trap cleanup EXIT
@@ -87,15 +93,41 @@ grep -q '^{' "$OUT/devnet.json" || { echo "chain.sh: the devnet was not ready wi
 "$LOAD_BIN" --devnet "$OUT/devnet.json" --json-out "$OUT/chain-load.json" \
     --rates "${CHAIN_RATES:-500,1000,2000,3000,5000}" --duration "${CHAIN_DURATION:-20}" \
     --senders "${CHAIN_SENDERS:-200}" ${CHAIN_LOAD_ARGS:-} >"$OUT/rows.md"
+stop_devnet
 
 {
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'),"\
-         "$(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB RAM; btt $(git rev-parse --short HEAD)."
+         "$(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB RAM; $BTT_DESC."
     echo "$VALIDATORS validators (btt chain devnet) and the load generator on the same machine, 127.0.0.1;" \
          "${CHAIN_DURATION:-20} s per offered rate, ${CHAIN_SENDERS:-200} fresh senders per rate."
     echo
     cat "$OUT/rows.md"
 } >"$OUT/table.md"
 cat "$OUT/table.md"
+
+# Node-side timings: every `<name>_ms=<number>` field the nodes logged (at BTT_LOG=chain_node=debug),
+# by log message and field, over all validators. Prints nothing when the nodes log no timings.
+shopt -s nullglob
+"$PY" - "$OUT"/node-*.log <<'PYEOF' | tee "$OUT/node-timings.md"
+import re, sys, collections
+pat = re.compile(r"(\w+_ms)=([0-9.]+)")
+rows = collections.defaultdict(list)
+for path in sys.argv[1:]:
+    for line in open(path, errors="replace"):
+        fields = pat.findall(line)
+        if not fields:
+            continue
+        m = re.search(r"(?:DEBUG|INFO|TRACE|WARN)\s+(?:\S+:\s+)*?(\S+: )?([^=]*?)\s+\w+=", line)
+        msg = m.group(2).strip() if m else "?"
+        for k, v in fields:
+            rows[(msg, k)].append(float(v))
+if rows:
+    print("\n| node log message | field | count | mean ms | p50 ms | p99 ms | total s |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for (msg, k), v in sorted(rows.items()):
+        v.sort(); q = lambda p: v[min(len(v) - 1, int(p * len(v)))]
+        print(f"| {msg} | {k} | {len(v)} | {sum(v)/len(v):.1f} | {q(.5):.1f} | {q(.99):.1f} | {sum(v)/1000:.1f} |")
+PYEOF
 echo
 echo "details: $OUT/chain-load.json; node logs: $OUT/node-*.log"
+echo "note: 'other CPU %' is what the rest of the machine used meanwhile; on a shared machine it moves the results."

@@ -511,6 +511,8 @@ struct StepResult {
     gas_per_block: f64,
     cpu_percent: Vec<Option<f64>>,
     loadgen_cpu_percent: f64,
+    /// CPU used by everything else on the machine (other users' work), in % of one core.
+    other_cpu_percent: f64,
     max_mempool: Vec<u64>,
     node_finality_p50_ms: Option<f64>,
     node_finality_max_ms: Option<u64>,
@@ -585,6 +587,7 @@ async fn run_step(ctx: &Ctx, rate: u64, senders: Arc<Vec<Key>>) -> Result<StepRe
 
     let cpu0 = cpu_snapshot(&ctx.pids);
     let own0 = procs::own_cpu_seconds().unwrap_or(0.0);
+    let machine0 = procs::machine_busy_seconds().unwrap_or(0.0);
     let t0 = Instant::now();
     let t0_us = now_us();
     let mut next = 0usize;
@@ -612,6 +615,7 @@ async fn run_step(ctx: &Ctx, rate: u64, senders: Arc<Vec<Key>>) -> Result<StepRe
     let send_secs = t0.elapsed().as_secs_f64();
     let cpu1 = cpu_snapshot(&ctx.pids);
     let own1 = procs::own_cpu_seconds().unwrap_or(0.0);
+    let machine1 = procs::machine_busy_seconds().unwrap_or(0.0);
     drop(txs_by_node);
     let mut outcomes = Vec::with_capacity(total);
     let mut rtts = Vec::new();
@@ -742,6 +746,15 @@ async fn run_step(ctx: &Ctx, rate: u64, senders: Arc<Vec<Key>>) -> Result<StepRe
             .map(|(a, b)| Some((b.as_ref()? - a.as_ref()?) / cpu_secs * 100.0))
             .collect(),
         loadgen_cpu_percent: (own1 - own0) / cpu_secs * 100.0,
+        other_cpu_percent: ((machine1 - machine0)
+            - (own1 - own0)
+            - cpu0
+                .iter()
+                .zip(&cpu1)
+                .filter_map(|(a, b)| Some(b.as_ref()? - a.as_ref()?))
+                .sum::<f64>())
+            / cpu_secs
+            * 100.0,
         max_mempool,
         node_finality_p50_ms: (!node_finality.is_empty()).then(|| quantile(&node_finality, 0.5)),
         node_finality_max_ms: node_finality.last().map(|f| *f as u64),
@@ -815,13 +828,13 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
 
 fn table(results: &[StepResult]) -> String {
     let mut s = String::new();
-    s.push_str("| offered tx/s | sent | rejected | finalized tx/s | finalized | p50 ms | p99 ms | max ms | blocks/s | tx/block | CPU % per validator | load-gen CPU % | max mempool per node |\n");
-    s.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|\n");
+    s.push_str("| offered tx/s | sent | rejected | finalized tx/s | finalized | p50 ms | p99 ms | max ms | p50 to proposal / proposal to final ms | blocks/s | tx/block | CPU % per validator | load-gen CPU % | other CPU % | max mempool per node |\n");
+    s.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|\n");
     for r in results {
         let cpu: Vec<String> = r.cpu_percent.iter().map(|c| fmt_opt(*c, 0)).collect();
         let pool: Vec<String> = r.max_mempool.iter().map(u64::to_string).collect();
         s.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {:.1} % | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {} | {:.0} | {} |\n",
+            "| {} | {} | {} | {:.0} | {:.1} % | {:.0} | {:.0} | {:.0} | {} / {} | {:.1} | {:.0} | {} | {:.0} | {:.0} | {} |\n",
             r.offered,
             r.sent,
             r.rejected,
@@ -830,10 +843,13 @@ fn table(results: &[StepResult]) -> String {
             r.p50_ms,
             r.p99_ms,
             r.max_ms,
+            fmt_opt(r.submit_to_proposal_p50_ms, 0),
+            fmt_opt(r.proposal_to_seen_p50_ms, 0),
             r.blocks_per_sec,
             r.txs_per_block,
             cpu.join(" / "),
             r.loadgen_cpu_percent,
+            r.other_cpu_percent.max(0.0),
             pool.join(" / "),
         ));
     }
@@ -863,6 +879,7 @@ fn to_json(r: &StepResult) -> Value {
         "gas_per_block": r.gas_per_block,
         "validator_cpu_percent": r.cpu_percent,
         "loadgen_cpu_percent": r.loadgen_cpu_percent,
+        "other_cpu_percent": r.other_cpu_percent,
         "max_mempool_per_node": r.max_mempool,
         "node_finality_ms": {"p50": r.node_finality_p50_ms, "max": r.node_finality_max_ms},
     })

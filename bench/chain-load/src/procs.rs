@@ -72,6 +72,24 @@ pub(crate) fn own_cpu_seconds() -> Result<f64> {
     cpu_seconds(std::process::id())
 }
 
+/// Busy CPU seconds of the whole machine (all cores) since boot, from `/proc/stat`.
+pub(crate) fn machine_busy_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
+    parse_machine(&stat).context("cannot parse /proc/stat")
+}
+
+fn parse_machine(stat: &str) -> Option<f64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal: everything but idle and iowait is busy.
+    let busy = f.get(0..3)?.iter().sum::<f64>() + f.get(5..8)?.iter().sum::<f64>();
+    Some(busy / TICKS_PER_SEC)
+}
+
 fn parse_cpu(stat: &str) -> Option<f64> {
     // The command name (field 2) may hold spaces and parentheses; fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -92,6 +110,9 @@ mod tests {
             "4242 (btt (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 1 2 3";
         assert_eq!(parse_cpu(stat), Some(3.0));
         assert!(own_cpu_seconds().is_ok());
+        let machine = "cpu  100 5 50 9000 7 10 20 15 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        assert_eq!(parse_machine(machine), Some(2.0));
+        assert!(machine_busy_seconds().is_ok());
     }
 
     #[test]
