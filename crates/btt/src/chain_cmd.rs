@@ -8,7 +8,11 @@
 //! <dir>/node-<i>/config.toml  one node's config (paths relative to it)
 //! <dir>/node-<i>/validator.key  its consensus keys (secret)
 //! <dir>/node-<i>/fee.key      the secp256k1 key of its fee recipient account (secret)
+//! <dir>/full-<i>/config.toml  a full node's config (with `--full-nodes`)
+//! <dir>/full-<i>/node.key     its p2p identity key (secret)
 //! ```
+//! Full nodes take the ports after the validators' (RPC and p2p), and every validator lists
+//! them as followers so it accepts their connections.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -18,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use chain_consensus::{namespace, ValidatorKeys};
+use chain_consensus::{namespace, NodeKey, ValidatorKeys};
 use chain_node::{
     Genesis, GenesisAccount, GenesisValidator, NodeConfig, P2pConfig, PeerConfig, RpcConfig,
     DEFAULT_BLOCK_INTERVAL_MS, DEFAULT_LEADER_TIMEOUT_MS,
@@ -60,6 +64,9 @@ struct InitArgs {
     /// Number of validators.
     #[arg(long, env = "BTT_VALIDATORS", default_value_t = 4)]
     validators: usize,
+    /// Number of full nodes (follow and verify the chain, serve JSON-RPC, do not vote).
+    #[arg(long, env = "BTT_FULL_NODES", default_value_t = 0)]
+    full_nodes: usize,
     /// EIP-155 chain id.
     #[arg(long, env = "BTT_CHAIN_ID", default_value_t = DEVNET_CHAIN_ID)]
     chain_id: u64,
@@ -69,10 +76,11 @@ struct InitArgs {
     /// Balance of each dev account, in BTT.
     #[arg(long, env = "BTT_DEV_BALANCE", default_value = "1000000")]
     balance: String,
-    /// First JSON-RPC port; node i serves on this plus i.
+    /// First JSON-RPC port; validator i serves on this plus i, full node i on this plus the
+    /// number of validators plus i.
     #[arg(long, env = "BTT_RPC_PORT", default_value_t = 8545)]
     rpc_port: u16,
-    /// First validator p2p port; node i listens on this plus i.
+    /// First p2p port, numbered like the RPC ports.
     #[arg(long, env = "BTT_P2P_PORT", default_value_t = 30300)]
     p2p_port: u16,
     /// Print what was written as JSON.
@@ -114,12 +122,13 @@ pub(crate) fn run(a: ChainArgs) -> Result<()> {
                 println!("{}", serde_json::to_string(&summary)?);
             } else {
                 println!(
-                    "wrote a {}-validator network (chain id {}) to {}",
+                    "wrote a {}-validator network with {} full nodes (chain id {}) to {}",
                     summary.configs.len(),
+                    summary.full_node_configs.len(),
                     summary.chain_id,
                     a.dir.display()
                 );
-                for c in &summary.configs {
+                for c in summary.configs.iter().chain(&summary.full_node_configs) {
                     println!("  btt chain run --config {}", c.display());
                 }
             }
@@ -134,8 +143,14 @@ pub(crate) fn run(a: ChainArgs) -> Result<()> {
 struct InitSummary {
     chain_id: u64,
     genesis: PathBuf,
+    /// Validator configs, in validator order.
     configs: Vec<PathBuf>,
+    /// Validator JSON-RPC URLs, in the same order.
     rpc: Vec<String>,
+    /// Full-node configs.
+    full_node_configs: Vec<PathBuf>,
+    /// Full-node JSON-RPC URLs, in the same order.
+    full_node_rpc: Vec<String>,
     accounts: Vec<DevAccount>,
 }
 
@@ -198,8 +213,31 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
             .collect(),
     };
     genesis.save(&genesis_path)?;
+    let total = a.validators + a.full_nodes;
+    if usize::from(a.p2p_port.max(a.rpc_port)) + total > usize::from(u16::MAX) {
+        bail!("--rpc-port and --p2p-port leave no room for {total} nodes below port 65535");
+    }
+    // Node i (validators first, then full nodes) uses the base ports plus i.
     let p2p = |i: usize| SocketAddr::from(([127, 0, 0, 1], a.p2p_port + i as u16));
     let rpc = |i: usize| SocketAddr::from(([127, 0, 0, 1], a.rpc_port + i as u16));
+    let full_keys: Vec<NodeKey> = (0..a.full_nodes)
+        .map(|_| NodeKey::generate(rand::random()))
+        .collect();
+    let followers: Vec<PeerConfig> = full_keys
+        .iter()
+        .enumerate()
+        .map(|(f, k)| PeerConfig {
+            identity: k.identity_hex(),
+            address: p2p(a.validators + f),
+        })
+        .collect();
+    let validator_peers: Vec<PeerConfig> = nodes
+        .iter()
+        .map(|(j, k, _)| PeerConfig {
+            identity: k.identity_hex(),
+            address: p2p(*j),
+        })
+        .collect();
     let mut configs = Vec::new();
     for (i, keys, fee) in &nodes {
         let node_dir = a.dir.join(format!("node-{i}"));
@@ -209,25 +247,50 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
         let config = NodeConfig {
             data_dir: PathBuf::from("data"),
             genesis: PathBuf::from("../genesis.json"),
-            validator_key: PathBuf::from("validator.key"),
+            validator_key: Some(PathBuf::from("validator.key")),
+            node_key: None,
             block_interval_ms: DEFAULT_BLOCK_INTERVAL_MS,
             leader_timeout_ms: DEFAULT_LEADER_TIMEOUT_MS,
             rpc: RpcConfig { listen: rpc(*i) },
             p2p: P2pConfig {
                 listen: p2p(*i),
-                peers: nodes
+                peers: validator_peers
                     .iter()
-                    .filter(|(j, _, _)| j != i)
-                    .map(|(j, k, _)| PeerConfig {
-                        identity: k.identity_hex(),
-                        address: p2p(*j),
-                    })
+                    .enumerate()
+                    .filter(|(j, _)| j != i)
+                    .map(|(_, p)| p.clone())
                     .collect(),
+                followers: followers.clone(),
             },
         };
         let path = node_dir.join("config.toml");
         chain_node::write_atomic(&path, config.to_toml().as_bytes())?;
         configs.push(path);
+    }
+    let mut full_node_configs = Vec::new();
+    for (f, key) in full_keys.iter().enumerate() {
+        let node_dir = a.dir.join(format!("full-{f}"));
+        std::fs::create_dir_all(&node_dir)?;
+        write_secret(&node_dir.join("node.key"), &key.to_hex())?;
+        let config = NodeConfig {
+            data_dir: PathBuf::from("data"),
+            genesis: PathBuf::from("../genesis.json"),
+            validator_key: None,
+            node_key: Some(PathBuf::from("node.key")),
+            block_interval_ms: DEFAULT_BLOCK_INTERVAL_MS,
+            leader_timeout_ms: DEFAULT_LEADER_TIMEOUT_MS,
+            rpc: RpcConfig {
+                listen: rpc(a.validators + f),
+            },
+            p2p: P2pConfig {
+                listen: p2p(a.validators + f),
+                peers: validator_peers.clone(),
+                followers: Vec::new(),
+            },
+        };
+        let path = node_dir.join("config.toml");
+        chain_node::write_atomic(&path, config.to_toml().as_bytes())?;
+        full_node_configs.push(path);
     }
     let accounts_path = a.dir.join("accounts.json");
     write_secret(&accounts_path, &serde_json::to_string_pretty(&accounts)?)?;
@@ -236,6 +299,10 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
         genesis: genesis_path,
         configs,
         rpc: (0..a.validators)
+            .map(|i| format!("http://{}", rpc(i)))
+            .collect(),
+        full_node_configs,
+        full_node_rpc: (a.validators..total)
             .map(|i| format!("http://{}", rpc(i)))
             .collect(),
         accounts,
@@ -326,6 +393,7 @@ fn devnet(a: DevnetArgs) -> Result<()> {
         init(&InitArgs {
             dir: dir.clone(),
             validators: a.validators,
+            full_nodes: 0,
             chain_id: DEVNET_CHAIN_ID,
             accounts: 10,
             balance: "1000000".into(),

@@ -99,8 +99,10 @@ pub(crate) fn max_message_bytes(participants: usize, max_block_bytes: usize) -> 
 pub(crate) struct EngineConfig {
     /// Our identity (p2p and committee).
     pub(crate) me: Identity,
-    /// Our signing scheme over the committee.
+    /// Our signing scheme over the committee (verify-only on a follower).
     pub(crate) scheme: Scheme,
+    /// We follow the committee without voting (a full node).
+    pub(crate) observer: bool,
     /// The height-0 block.
     pub(crate) genesis: ConsensusBlock,
     /// Prefix of every storage partition (unique per validator within one runtime).
@@ -187,7 +189,7 @@ where
         .child("application")
         .dedicated()
         .spawn(move |ctx| actor.run(ctx));
-    let app_mailbox = Mailbox::new(sender);
+    let app_mailbox = Mailbox::new(sender, cfg.observer);
 
     // Marshal fetches missing finalized blocks and certificates over the backfill channel.
     let backfill = marshal_resolver::init(

@@ -142,6 +142,64 @@ impl fmt::Debug for ValidatorKeys {
     }
 }
 
+/// The secret identity key of a full node: an ed25519 key for p2p handshakes, without a BLS
+/// key, since a full node never votes. `Debug` prints only the public identity.
+#[derive(Clone)]
+pub struct NodeKey {
+    identity: ed25519::PrivateKey,
+}
+
+impl NodeKey {
+    /// Derives the key from `seed`, deterministically (tests and devnets). Production keys
+    /// should come from 32 bytes of OS randomness.
+    pub fn generate(seed: [u8; 32]) -> Self {
+        let secret = Sha256::hash(&[b"btt-node/ed25519", &seed]);
+        let identity = decode::<ed25519::PrivateKey>(secret.as_ref())
+            .unwrap_or_else(|_| unreachable!("any 32 bytes are an ed25519 secret"));
+        Self { identity }
+    }
+
+    /// The key file body: `0x` followed by the ed25519 secret in hex.
+    pub fn to_hex(&self) -> String {
+        to_hex(&self.identity.encode())
+    }
+
+    /// Parses what [`NodeKey::to_hex`] wrote (surrounding whitespace is ignored).
+    pub fn from_hex(s: &str) -> Result<Self, KeyError> {
+        let what = "node key file";
+        let bytes = from_hex(s.trim(), what)?;
+        if bytes.len() != IDENTITY_SECRET_BYTES {
+            return Err(KeyError::Length {
+                what,
+                got: bytes.len(),
+                want: IDENTITY_SECRET_BYTES,
+            });
+        }
+        let identity = decode::<ed25519::PrivateKey>(&bytes).map_err(|_| KeyError::Invalid {
+            what,
+            kind: "ed25519 secret key",
+        })?;
+        Ok(Self { identity })
+    }
+
+    /// The identity public key as `0x` hex: what validators list among their followers.
+    pub fn identity_hex(&self) -> String {
+        to_hex(&self.identity.public_key().encode())
+    }
+
+    pub(crate) fn identity(&self) -> &ed25519::PrivateKey {
+        &self.identity
+    }
+}
+
+impl fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeKey")
+            .field("identity", &self.identity_hex())
+            .finish_non_exhaustive()
+    }
+}
+
 /// One validator as a genesis file lists it. All fields are `0x` hex.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ValidatorInfo {
@@ -237,6 +295,19 @@ pub(crate) fn signer(
         .ok_or_else(|| Error::NotAValidator(keys.identity_hex()))
 }
 
+/// The verify-only scheme of a node outside `committee`: it checks every vote and certificate
+/// against the committee's BLS keys and never signs.
+pub(crate) fn verifier(
+    key: &NodeKey,
+    committee: BiMap<Identity, BlsPublic>,
+    namespace: &[u8],
+) -> Result<Scheme, Error> {
+    if committee.get_value(&key.identity.public_key()).is_some() {
+        return Err(Error::FollowerIsValidator(key.identity_hex()));
+    }
+    Ok(Scheme::verifier(namespace, committee))
+}
+
 /// Decodes a fixed-size commonware value that must fill `bytes` exactly.
 fn decode<T: DecodeExt<()>>(bytes: &[u8]) -> Result<T, commonware_codec::Error> {
     T::decode(bytes::Bytes::copy_from_slice(bytes))
@@ -304,6 +375,45 @@ mod tests {
         let debug = format!("{a:?}");
         assert!(debug.contains(&info.identity));
         assert!(!debug.contains(&a.to_hex()[2..]));
+    }
+
+    #[test]
+    fn node_key_round_trips_and_cannot_be_a_validator() {
+        let a = NodeKey::generate([3; 32]);
+        assert_eq!(a.to_hex(), NodeKey::generate([3; 32]).to_hex());
+        assert_ne!(a.to_hex(), NodeKey::generate([4; 32]).to_hex());
+        assert_eq!(a.to_hex().len(), 2 + 64);
+        let parsed = NodeKey::from_hex(&format!("{}\n", a.to_hex())).unwrap();
+        assert_eq!(parsed.identity_hex(), a.identity_hex());
+        assert_eq!(a.identity_hex().len(), 2 + 64);
+        assert!(!format!("{a:?}").contains(&a.to_hex()[2..]));
+        assert_eq!(
+            NodeKey::from_hex("0x0011").unwrap_err(),
+            KeyError::Length {
+                what: "node key file",
+                got: 2,
+                want: 32
+            }
+        );
+        // A validator key file is not a node key file.
+        let validator = ValidatorKeys::generate([3; 32]);
+        assert!(matches!(
+            NodeKey::from_hex(&validator.to_hex()).unwrap_err(),
+            KeyError::Length { got: 64, .. }
+        ));
+
+        let keys: Vec<_> = (0..4u8).map(|i| ValidatorKeys::generate([i; 32])).collect();
+        let infos: Vec<_> = keys.iter().map(|k| k.public(NS)).collect();
+        let set = committee(&infos, NS).unwrap();
+        verifier(&a, set.clone(), NS).unwrap();
+        // A node key that reuses a validator's identity is refused.
+        let clash = NodeKey {
+            identity: keys[1].identity().clone(),
+        };
+        assert!(matches!(
+            verifier(&clash, set, NS).unwrap_err(),
+            Error::FollowerIsValidator(_)
+        ));
     }
 
     #[test]

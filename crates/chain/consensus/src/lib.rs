@@ -2,10 +2,17 @@
 //! marshal for ordered delivery of finalized blocks, and authenticated p2p among validators,
 //! behind the [`ChainApp`] trait. No commonware type appears in this crate's API.
 //!
+//! A node is a validator or a full node ([`Role`]). A full node runs the same engine with a
+//! verify-only scheme: it is a secondary peer of the committee (it dials the validators, which
+//! accept it because they list it in [`Config::followers`], and receives their votes,
+//! certificates and blocks), checks every certificate against the committee's BLS keys, fetches
+//! what it missed from the validators' archives, and hands each finalized block to
+//! [`ChainApp::finalized`]. It never votes and never asks the application to build or verify.
+//!
 //! # Layout
 //! - [`ValidatorKeys`] / [`ValidatorInfo`] (`keys.rs`): an ed25519 identity and a BLS12-381
 //!   (MinPk) key per validator, a key-file format, and a proof of possession for the genesis
-//!   file. [`start`] verifies every proof before building the committee, since multisig
+//!   file; [`NodeKey`], a full node's ed25519 identity and its key file. [`start`] verifies every proof before building the committee, since multisig
 //!   certificates are only sound against rogue keys with them.
 //! - [`ChainApp`], [`ProposalCtx`], [`Verdict`], [`Status`] (`app.rs`): what the node
 //!   implements and observes.
@@ -19,8 +26,9 @@
 //! - `engine.rs`: the wiring of one validator (application actor, marshal with block relay,
 //!   backfill resolver and archives, the `Inline` wrapper, simplex), generic over runtime and
 //!   network so the simulation runs the production code.
-//! - `node.rs`: [`start`] / [`Handle`]: the tokio runtime on its own OS thread, TCP p2p,
-//!   storage under [`Config::storage_dir`].
+//! - `node.rs`: [`start`] / [`Handle`]: the tokio runtime on its own OS thread, TCP p2p
+//!   (the committee as primary peers, full nodes as secondary ones), storage under
+//!   [`Config::storage_dir`].
 //! - `sim` (feature `sim`, and this crate's tests): a deterministic multi-validator harness on
 //!   commonware's simulated runtime and network, with crashes, partitions and lossy links.
 //!
@@ -64,8 +72,8 @@ mod node;
 pub mod sim;
 
 pub use app::{ChainApp, Finality, ProposalCtx, Status, Verdict};
-pub use keys::{KeyError, ValidatorInfo, ValidatorKeys};
-pub use node::{start, Config, GossipHandler, Gossiper, Handle};
+pub use keys::{KeyError, NodeKey, ValidatorInfo, ValidatorKeys};
+pub use node::{start, Config, GossipHandler, Gossiper, Handle, Role};
 
 use commonware_consensus::simplex::scheme::bls12381_multisig;
 use commonware_cryptography::{bls12381::primitives::variant::MinPk, ed25519};
@@ -108,6 +116,11 @@ pub enum Error {
     /// This node's identity is not in the validator set.
     #[error("this node's identity {0} is not in the validator set: check the key file and the genesis validators")]
     NotAValidator(String),
+    /// A full node's identity (or a listed follower's) is also a validator identity.
+    #[error(
+        "follower identity {0} is also in the validator set: give the full node its own node key"
+    )]
+    FollowerIsValidator(String),
     /// This node's identity is in the set, but with a different BLS key.
     #[error(
         "the validator set pairs identity {0} with a different BLS key than this node's key file"

@@ -5,10 +5,12 @@ use crate::{
     block::ConsensusBlock,
     engine::{self, Channels, EngineConfig, Timeouts, CHANNELS},
     keys::{self, parse_identity},
-    namespace, ChainApp, Error, Identity, Status, ValidatorInfo, ValidatorKeys,
+    namespace, ChainApp, Error, Identity, NodeKey, Status, ValidatorInfo, ValidatorKeys,
 };
 use commonware_cryptography::{ChaCha20Poly1305, Signer as _};
-use commonware_p2p::{authenticated::lookup, Address, AddressableManager as _};
+use commonware_p2p::{
+    authenticated::lookup, Address, AddressableManager as _, AddressableTrackedPeers,
+};
 use commonware_p2p::{Receiver as _, Recipients, Sender as _};
 use commonware_runtime::{tokio as cw_tokio, Quota, Runner as _, Spawner as _, Supervisor as _};
 use commonware_stream::{
@@ -30,20 +32,48 @@ use tracing::{info, warn};
 /// How long [`Handle::stop`] lets tasks finish (journals sync) before the runtime is dropped.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A validator's consensus configuration.
+/// What this node is in consensus.
+#[derive(Clone, Debug)]
+pub enum Role {
+    /// A member of the committee: votes, proposes and signs with these keys. Its identity must
+    /// be in [`Config::validators`].
+    Validator(ValidatorKeys),
+    /// A full node: follows the committee's votes and certificates, verifies each against the
+    /// committee's BLS keys, and applies every finalized block, but never votes or proposes
+    /// ([`ChainApp::build`] is never called). Its identity must not be a validator's, and the
+    /// validators must list it in their [`Config::followers`] to accept its connections.
+    Follower(NodeKey),
+}
+
+impl Role {
+    /// The p2p identity key as `0x` hex.
+    pub fn identity_hex(&self) -> String {
+        match self {
+            Self::Validator(keys) => keys.identity_hex(),
+            Self::Follower(key) => key.identity_hex(),
+        }
+    }
+}
+
+/// A node's consensus configuration.
 #[derive(Debug)]
 pub struct Config {
     /// Chain id; the signing namespace is [`namespace`]`(chain_id)`.
     pub chain_id: u64,
     /// The committee, as the genesis file lists it.
     pub validators: Vec<ValidatorInfo>,
-    /// This node's keys; its identity must be in `validators`.
-    pub me: ValidatorKeys,
-    /// Address to accept validator connections on.
+    /// This node's role and keys.
+    pub me: Role,
+    /// Address to accept connections on.
     pub listen: SocketAddr,
     /// Where to dial each other validator: (identity as `0x` hex, address). Every validator
     /// except this one needs an entry; an entry for this node itself is ignored.
     pub peers: Vec<(String, SocketAddr)>,
+    /// Full nodes allowed to connect: (identity as `0x` hex, address). They dial in (from the
+    /// address's IP) and receive votes, certificates, blocks and gossip, and can fetch
+    /// finalized blocks; they are never dialed. Identities must not be validators'. A full node
+    /// needs no entries (it tracks itself).
+    pub followers: Vec<(String, SocketAddr)>,
     /// Directory for consensus storage (votes journal, finalized block and certificate
     /// archives), e.g. `<datadir>/consensus`; created if missing.
     pub storage_dir: PathBuf,
@@ -54,7 +84,7 @@ pub struct Config {
     /// validator; it also bounds p2p message sizes.
     pub max_block_bytes: usize,
     /// Called (on the consensus runtime; it must return quickly) with every gossip message
-    /// another validator sent with [`Handle::gossip`]. `None` drops them.
+    /// another node sent with [`Handle::gossip`]. `None` drops them.
     pub on_gossip: Option<GossipHandler>,
 }
 
@@ -68,7 +98,7 @@ impl std::fmt::Debug for GossipHandler {
     }
 }
 
-/// Sends application gossip to the other validators; see [`Handle::gossip`].
+/// Sends application gossip to the connected peers; see [`Handle::gossip`].
 #[derive(Clone, Debug)]
 pub struct Gossiper(mpsc::UnboundedSender<Vec<u8>>);
 
@@ -109,8 +139,9 @@ impl Handle {
         self.status.clone()
     }
 
-    /// Sends `message` to every other validator that is connected now (best effort: nothing is
-    /// queued for validators that are offline). It must fit the p2p message limit, which is at
+    /// Sends `message` to every peer that is connected now: the other validators, and on a
+    /// validator also the full nodes that dialed in (best effort: nothing is queued for peers
+    /// that are offline). It must fit the p2p message limit, which is at
     /// least [`Config::max_block_bytes`].
     pub fn gossip(&self, message: Vec<u8>) {
         let _ = self.gossip.unbounded_send(message);
@@ -148,15 +179,25 @@ impl Drop for Handle {
 /// What the runtime thread reports once the engine is up (or failed to start).
 type Ready = Result<(), Error>;
 
-/// Starts consensus for this validator on its own OS thread and returns once its storage is
-/// open and its network is listening.
+/// Starts consensus for this node (a validator, or a full node following the validators) on
+/// its own OS thread and returns once its storage is open and its network is listening.
 pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
     let namespace = namespace(cfg.chain_id);
     let committee = keys::committee(&cfg.validators, &namespace)?;
-    let scheme = keys::signer(&cfg.me, committee.clone(), &namespace)?;
-    let me = cfg.me.identity().public_key();
+    let (scheme, signer) = match &cfg.me {
+        Role::Validator(keys) => (
+            keys::signer(keys, committee.clone(), &namespace)?,
+            keys.identity().clone(),
+        ),
+        Role::Follower(key) => (
+            keys::verifier(key, committee.clone(), &namespace)?,
+            key.identity().clone(),
+        ),
+    };
+    let me = signer.public_key();
+    let observer = matches!(cfg.me, Role::Follower(_));
 
-    // Dial addresses for the whole committee (ours is the listen address).
+    // Dial addresses for the whole committee (ours, if we are in it, is the listen address).
     let mut addresses: Vec<(Identity, SocketAddr)> = Vec::with_capacity(committee.len());
     let mut listed: Vec<(Identity, SocketAddr)> = Vec::with_capacity(cfg.peers.len());
     for (identity, addr) in &cfg.peers {
@@ -185,8 +226,28 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
         };
         addresses.push((identity.clone(), addr));
     }
+    // Followers are secondary peers: accepted when they dial in (from their address's IP) and
+    // sent votes, certificates and blocks, but never dialed and never counted on for progress.
+    // A full node lists itself, so every node tracks the same kind of set.
+    let mut followers: Vec<(Identity, SocketAddr)> = Vec::with_capacity(cfg.followers.len() + 1);
+    for (identity, addr) in &cfg.followers {
+        let key = parse_identity(identity).map_err(|source| Error::Peer {
+            identity: identity.clone(),
+            source,
+        })?;
+        if committee.get_value(&key).is_some() {
+            return Err(Error::FollowerIsValidator(identity.clone()));
+        }
+        if key != me && !followers.iter().any(|(k, _)| *k == key) {
+            followers.push((key, *addr));
+        }
+    }
+    if observer {
+        followers.push((me.clone(), cfg.listen));
+    }
     let local = addresses
         .iter()
+        .chain(&followers)
         .all(|(_, a)| a.ip().is_loopback() || is_private(a));
 
     let genesis = app.genesis();
@@ -210,12 +271,13 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
     let engine_cfg = EngineConfig {
         me: me.clone(),
         scheme,
+        observer,
         genesis,
         partition: "consensus".to_string(),
         max_block_bytes: cfg.max_block_bytes,
         timeouts: Timeouts::from_leader_ms(cfg.leader_timeout_ms),
     };
-    let signer = cfg.me.identity().clone();
+    let max_peers = participants + followers.len() + 1;
     let listen = cfg.listen;
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -244,7 +306,7 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
                     handshake,
                     namespace.as_slice(),
                     listen,
-                    NZUsize!(participants.max(1)),
+                    NZUsize!(max_peers),
                     max_message_bytes,
                     NZUsize!(1024),
                 );
@@ -256,20 +318,23 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
                     lookup::Config::recommended(args.0, args.1, args.2, args.3, args.4, args.5)
                 };
                 let (mut network, mut oracle) = lookup::Network::new(context.child("p2p"), p2p_cfg);
-                let peer_set: Map<Identity, Address> = match addresses
-                    .into_iter()
-                    .map(|(k, a)| (k, Address::from(a)))
-                    .collect::<Vec<_>>()
-                    .try_into()
-                {
-                    Ok(set) => set,
-                    Err(_) => {
-                        let _ = ready_tx.send(Err(Error::DuplicateValidator));
-                        return;
-                    }
+                let to_map =
+                    |peers: Vec<(Identity, SocketAddr)>| -> Option<Map<Identity, Address>> {
+                        peers
+                            .into_iter()
+                            .map(|(k, a)| (k, Address::from(a)))
+                            .collect::<Vec<_>>()
+                            .try_into()
+                            .ok()
+                    };
+                let (Some(primary), Some(secondary)) = (to_map(addresses), to_map(followers))
+                else {
+                    let _ = ready_tx.send(Err(Error::DuplicateValidator));
+                    return;
                 };
-                // Peer set 0 is the genesis committee.
-                let _ = oracle.track(0, peer_set);
+                // Peer set 0 is the genesis committee (primary) and the full nodes that follow
+                // it (secondary).
+                let _ = oracle.track(0, AddressableTrackedPeers::new(primary, secondary));
                 let quota = Quota::per_second(NZU32!(10_000));
                 let [votes, certificates, resolver, blocks, backfill] =
                     CHANNELS.map(|channel| network.register(channel, quota));
@@ -312,7 +377,7 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                info!(%listen, validators = participants, "consensus started");
+                info!(%listen, validators = participants, observer, "consensus started");
                 futures::pin_mut!(engine);
                 futures::future::select(stop_rx, engine).await;
                 if context.stop(0, Some(STOP_TIMEOUT)).await.is_err() {

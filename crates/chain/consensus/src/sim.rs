@@ -328,6 +328,7 @@ impl Cluster {
         let cfg = EngineConfig {
             me,
             scheme,
+            observer: false,
             genesis: ConsensusBlock::new(genesis()),
             partition: format!("validator{i}"),
             max_block_bytes: MAX_BLOCK_BYTES,

@@ -93,8 +93,8 @@ pub struct App {
     commitment: Commitment,
     /// Fee recipient of each validator, by consensus identity.
     fee_recipients: HashMap<String, Address>,
-    /// Our own fee recipient, when we are a validator.
-    fee_recipient: Address,
+    /// Our own fee recipient when we are a validator; `None` on a full node, which never builds.
+    fee_recipient: Option<Address>,
     /// Proposers wait this long after the parent's timestamp (paces empty blocks).
     block_interval_ms: u64,
     /// Unfinalized blocks by hash.
@@ -103,14 +103,15 @@ pub struct App {
 }
 
 impl App {
-    /// The app over an opened store whose genesis has been written.
+    /// The app over an opened store whose genesis has been written. `fee_recipient` is the
+    /// validator's own account for tips (`None` on a full node: it never builds blocks).
     pub fn new(
         executor: Executor,
         store: Arc<Store>,
         shared: Arc<Shared>,
         genesis: Arc<Block>,
         fee_recipients: HashMap<String, Address>,
-        fee_recipient: Address,
+        fee_recipient: Option<Address>,
         block_interval_ms: u64,
     ) -> Result<Self, Error> {
         let head = store.head()?.unwrap_or(0);
@@ -244,6 +245,9 @@ impl App {
     }
 
     fn try_build(&mut self, parent: &Block, ctx: &ProposalCtx) -> Result<Option<Block>, Error> {
+        let Some(fee_recipient) = self.fee_recipient else {
+            return Ok(None);
+        };
         if self.lineage(&parent.hash()).is_none() {
             self.replay(parent)?;
         }
@@ -254,7 +258,7 @@ impl App {
             std::thread::sleep(std::time::Duration::from_millis(earliest - now));
             now = earliest;
         }
-        let header = self.template(&parent.header, now, self.fee_recipient, ctx.epoch);
+        let header = self.template(&parent.header, now, fee_recipient, ctx.epoch);
         let env = self.env(&parent.header, &header);
         let built = {
             let lineage = self.lineage(&parent.hash()).unwrap_or_default();
@@ -597,7 +601,7 @@ mod tests {
             shared.clone(),
             genesis,
             HashMap::from([(f.identity.clone(), f.fee_recipient)]),
-            f.fee_recipient,
+            Some(f.fee_recipient),
             0,
         )
         .unwrap();

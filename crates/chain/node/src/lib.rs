@@ -13,8 +13,11 @@
 //!   verifies proposals by re-executing them, and writes finalized blocks to the store.
 //! - [`NodeBackend`] (`backend.rs`): the node as [`chain_rpc::Backend`] for the JSON-RPC server.
 //! - `gossip.rs`: batches of transactions admitted through RPC, sent to the other validators
-//!   over the consensus network so every leader can include them.
-//! - [`Node`] (`node.rs`): starts the store, RPC server and consensus from a config.
+//!   (and from a full node to the validators) over the consensus network so every leader can
+//!   include them.
+//! - [`Node`] (`node.rs`): starts the store, RPC server and consensus from a config, as a
+//!   validator or as a full node (follows and verifies the validators' certificates, executes
+//!   and stores every finalized block, serves RPC, forwards transactions to the validators).
 //!
 //! Finality is deterministic: a block is executed when proposed or verified, and written to the
 //! store only once consensus finalizes it, so everything the RPC serves is final.

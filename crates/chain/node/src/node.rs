@@ -1,10 +1,13 @@
 //! Running a node: open the store, start the JSON-RPC server and the consensus engine, and stop
-//! both cleanly.
+//! both cleanly. A validator votes and proposes; a full node (a `node_key` instead of a
+//! `validator_key`) follows the validators' certificates, executes and stores every finalized
+//! block, serves JSON-RPC, and forwards the transactions it receives to the validators over
+//! the same gossip channel validators use among themselves.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chain_consensus::ValidatorKeys;
+use chain_consensus::{NodeKey, Role, ValidatorKeys};
 use chain_rpc::Server;
 use chain_state::Executor;
 
@@ -18,6 +21,55 @@ use crate::shared::Shared;
 use crate::store::Store;
 use crate::Error;
 
+/// Reads the node's key file: a validator's consensus keys (with its fee recipient from the
+/// genesis file) or a full node's identity.
+fn load_role(
+    config: &NodeConfig,
+    genesis: &Genesis,
+) -> Result<(Role, Option<chain_types::Address>), Error> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map(|text| text.trim().to_owned())
+            .map_err(|e| Error::io(path, e))
+    };
+    let invalid = |path: &std::path::Path, reason: String| Error::Config {
+        path: path.to_owned(),
+        reason,
+    };
+    match (&config.validator_key, &config.node_key) {
+        (Some(path), _) => {
+            let keys =
+                ValidatorKeys::from_hex(&read(path)?).map_err(|e| invalid(path, e.to_string()))?;
+            let identity = keys.identity_hex();
+            let me = genesis.validator(&identity).ok_or_else(|| {
+                invalid(
+                    path,
+                    format!("validator {identity} is not in the genesis validator set"),
+                )
+            })?;
+            Ok((Role::Validator(keys), Some(me.fee_recipient)))
+        }
+        (None, Some(path)) => {
+            let key = NodeKey::from_hex(&read(path)?).map_err(|e| invalid(path, e.to_string()))?;
+            let identity = key.identity_hex();
+            if genesis.validator(&identity).is_some() {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "node key {identity} is a genesis validator's identity: \
+                         give the full node its own key"
+                    ),
+                ));
+            }
+            Ok((Role::Follower(key), None))
+        }
+        (None, None) => Err(invalid(
+            &config.genesis,
+            "the node config sets neither validator_key nor node_key".into(),
+        )),
+    }
+}
+
 /// A running node.
 pub struct Node {
     consensus: chain_consensus::Handle,
@@ -26,22 +78,15 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a validator from its config. Must be called inside a tokio runtime (the RPC server
-    /// runs on it; consensus runs on its own thread).
+    /// Starts a validator or a full node from its config. Must be called inside a tokio runtime
+    /// (the RPC server runs on it; consensus runs on its own thread).
     pub async fn start(config: &NodeConfig) -> Result<Self, Error> {
         let genesis = Genesis::load(&config.genesis)?;
-        let key_text = std::fs::read_to_string(&config.validator_key)
-            .map_err(|e| Error::io(&config.validator_key, e))?;
-        let keys = ValidatorKeys::from_hex(key_text.trim()).map_err(|e| Error::Config {
-            path: config.validator_key.clone(),
-            reason: e.to_string(),
-        })?;
-        let identity = keys.identity_hex();
-        let me = genesis.validator(&identity).ok_or_else(|| Error::Config {
-            path: config.validator_key.clone(),
-            reason: format!("validator {identity} is not in the genesis validator set"),
-        })?;
-        let fee_recipient = me.fee_recipient;
+        let (role, fee_recipient) = load_role(config, &genesis)?;
+        let validator_identity = match &role {
+            Role::Validator(keys) => Some(keys.identity_hex()),
+            Role::Follower(_) => None,
+        };
 
         let executor = Arc::new(Executor::new(genesis.params.clone()));
         let store = Arc::new(Store::open(&config.data_dir.join("chain.redb"))?);
@@ -63,7 +108,7 @@ impl Node {
                 .iter()
                 .map(|v| v.keys.identity.clone())
                 .collect(),
-            identity: Some(identity),
+            identity: validator_identity,
             gossip: Some(gossip_out_tx),
         });
         let rpc = Server::start(
@@ -92,11 +137,17 @@ impl Node {
             chain_consensus::Config {
                 chain_id: genesis.params.chain_id,
                 validators: genesis.validators.iter().map(|v| v.keys.clone()).collect(),
-                me: keys,
+                me: role,
                 listen: config.p2p.listen,
                 peers: config
                     .p2p
                     .peers
+                    .iter()
+                    .map(|p| (p.identity.clone(), p.address))
+                    .collect(),
+                followers: config
+                    .p2p
+                    .followers
                     .iter()
                     .map(|p| (p.identity.clone(), p.address))
                     .collect(),
@@ -112,7 +163,11 @@ impl Node {
         .map_err(|e| Error::Start(e.to_string()))?;
         tokio::spawn(gossip::send_loop(gossip_out_rx, consensus.gossiper()));
         tokio::spawn(gossip::receive_loop(gossip_in_rx, backend.clone()));
-        tracing::info!(rpc = %rpc.local_addr(), "chain node started");
+        tracing::info!(
+            rpc = %rpc.local_addr(),
+            full_node = config.is_full_node(),
+            "chain node started"
+        );
         Ok(Self {
             consensus,
             rpc,
