@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chain_consensus::{ChainApp, ProposalCtx, Verdict};
 use chain_state::{
@@ -260,6 +261,8 @@ impl App {
         }
         let header = self.template(&parent.header, now, fee_recipient, ctx.epoch);
         let env = self.env(&parent.header, &header);
+        let started = Instant::now();
+        let candidates_ms;
         let built = {
             let lineage = self.lineage(&parent.hash()).unwrap_or_default();
             let state = ChainView::new(&self.store, &lineage);
@@ -273,8 +276,10 @@ impl App {
                             state.account(sender).ok().flatten().map_or(0, |a| a.nonce)
                         })
                     });
+            candidates_ms = started.elapsed().as_millis();
             self.executor.build(&state, &env, candidates)
         };
+        let execute_ms = started.elapsed().as_millis() - candidates_ms;
         for (hash, reason) in &built.rejected {
             tracing::debug!(%hash, %reason, "left a transaction out of the block");
         }
@@ -285,6 +290,15 @@ impl App {
             built.executed.gas_used,
             built.executed.changes,
         )?;
+        tracing::debug!(
+            height = block.header.number,
+            txs = block.transactions.len(),
+            gas = block.header.gas_used,
+            candidates_ms,
+            execute_ms,
+            seal_ms = started.elapsed().as_millis() - candidates_ms - execute_ms,
+            "built block"
+        );
         Ok(Some((*block).clone()))
     }
 
@@ -307,7 +321,25 @@ impl App {
         if let Err(e) = block.verify_roots() {
             return Ok(Err(e.to_string()));
         }
-        let txs = match block.recover_transactions(&self.rules(), RECOVERY_THREADS) {
+        let started = Instant::now();
+        // Senders the mempool already recovered (most transactions arrive by gossip before
+        // their block) are not recovered again.
+        let known: HashMap<B256, Address> = {
+            let pool = self.shared.mempool.lock();
+            block
+                .transactions
+                .iter()
+                .filter_map(|tx| {
+                    let hash = *tx.tx_hash();
+                    pool.get(&hash).map(|t| (hash, t.sender()))
+                })
+                .collect()
+        };
+        let recovered = block.recover_transactions_cached(&self.rules(), RECOVERY_THREADS, |h| {
+            known.get(h).copied()
+        });
+        let recover_ms = started.elapsed().as_millis();
+        let txs = match recovered {
             Ok(txs) => txs,
             Err(e) => return Ok(Err(e.to_string())),
         };
@@ -322,6 +354,7 @@ impl App {
                 Err(e) => return Ok(Err(e.to_string())),
             }
         };
+        let execute_ms = started.elapsed().as_millis() - recover_ms;
         if executed.gas_used != header.gas_used {
             return Ok(Err(format!(
                 "gas used {} differs from the header's {}",
@@ -350,6 +383,17 @@ impl App {
             self.executed.remove(&sealed.hash());
             return Ok(Err("the header does not match its execution".into()));
         }
+        let total_ms = started.elapsed().as_millis();
+        tracing::debug!(
+            height = header.number,
+            txs = block.transactions.len(),
+            known_senders = known.len(),
+            recover_ms,
+            execute_ms,
+            root_ms = total_ms - recover_ms - execute_ms,
+            total_ms,
+            "verified block"
+        );
         Ok(Ok(()))
     }
 
@@ -385,6 +429,7 @@ impl App {
         }
         let hash = block.hash();
         self.replay(block)?;
+        let started = Instant::now();
         let executed = self
             .executed
             .remove(&hash)
@@ -408,22 +453,35 @@ impl App {
                 buckets: &buckets,
             },
         )?;
+        let commit_ms = started.elapsed().as_millis();
         self.commitment.apply(&executed.buckets);
         self.finalized = (height, hash);
         self.executed.retain(|_, e| e.block.header.number > height);
         {
+            // Every sender's account is in the block's changes (its nonce moved).
+            let senders: std::collections::BTreeSet<&Address> = executed.senders.iter().collect();
             let mut pool = self.shared.mempool.lock();
-            for sender in &executed.senders {
-                let nonce = self
-                    .store
-                    .account(sender)
-                    .ok()
-                    .flatten()
-                    .map_or(0, |a| a.nonce);
+            for sender in senders {
+                let nonce = match executed.changes.account(sender) {
+                    Some(account) => account.map_or(0, |a| a.nonce),
+                    None => self
+                        .store
+                        .account(sender)
+                        .ok()
+                        .flatten()
+                        .map_or(0, |a| a.nonce),
+                };
                 pool.prune_sender(sender, nonce);
             }
         }
         self.shared.set_head(finalized);
+        tracing::debug!(
+            height,
+            txs = executed.senders.len(),
+            commit_ms,
+            prune_ms = started.elapsed().as_millis() - commit_ms,
+            "finalized block"
+        );
         Ok(())
     }
 }

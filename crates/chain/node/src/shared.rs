@@ -1,6 +1,7 @@
 //! State shared between the consensus app (writer) and the RPC server (readers).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -11,7 +12,7 @@ use crate::store::FinalizedBlock;
 pub struct Shared {
     /// Transactions waiting for a block.
     pub mempool: Mutex<Mempool>,
-    head: RwLock<FinalizedBlock>,
+    head: RwLock<Arc<FinalizedBlock>>,
     /// Latest finalized block's latency from its proposal timestamp to our finalization, in ms.
     last_latency_ms: AtomicU64,
     /// Highest height a finalization certificate was seen for.
@@ -26,7 +27,7 @@ impl Shared {
         let start_height = head.block.header.number;
         Self {
             mempool: Mutex::new(mempool),
-            head: RwLock::new(head),
+            head: RwLock::new(Arc::new(head)),
             last_latency_ms: AtomicU64::new(u64::MAX),
             finalized_tip: AtomicU64::new(start_height),
             start_height,
@@ -34,7 +35,7 @@ impl Shared {
     }
 
     /// The latest finalized block.
-    pub fn head(&self) -> FinalizedBlock {
+    pub fn head(&self) -> Arc<FinalizedBlock> {
         self.head.read().clone()
     }
 
@@ -50,7 +51,7 @@ impl Shared {
         self.last_latency_ms.store(latency, Ordering::Relaxed);
         self.finalized_tip
             .fetch_max(block.block.header.number, Ordering::Relaxed);
-        *self.head.write() = block;
+        *self.head.write() = Arc::new(block);
     }
 
     /// Latency of the latest finalized block from its timestamp, if one was finalized this run.

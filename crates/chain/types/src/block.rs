@@ -27,7 +27,7 @@ use crate::parallel::par_map;
 use crate::receipt::{logs_bloom, receipts_root, Receipt};
 use crate::rpc::{RpcError, SERVER_ERROR};
 use crate::tx::{
-    decode_envelope, recover_sender, recover_tx, validate_tx, RecoveredTx, TxError, TxRules,
+    decode_envelope, recover_sender, recover_tx_cached, validate_tx, RecoveredTx, TxError, TxRules,
 };
 
 /// Longest [`Header::extra_data`], as in Ethereum.
@@ -366,8 +366,19 @@ impl Block {
         rules: &TxRules,
         threads: NonZeroUsize,
     ) -> Result<Vec<RecoveredTx>, BlockError> {
+        self.recover_transactions_cached(rules, threads, |_| None)
+    }
+
+    /// [`Block::recover_transactions`] that takes senders already known by transaction hash
+    /// from `known` (see [`crate::recover_tx_cached`]) and recovers only the others.
+    pub fn recover_transactions_cached(
+        &self,
+        rules: &TxRules,
+        threads: NonZeroUsize,
+        known: impl Fn(&B256) -> Option<Address> + Sync,
+    ) -> Result<Vec<RecoveredTx>, BlockError> {
         par_map(&self.transactions, threads, |tx| {
-            recover_tx(tx.clone(), rules)
+            recover_tx_cached(tx.clone(), rules, &known)
         })
         .into_iter()
         .enumerate()

@@ -64,10 +64,10 @@ pub use receipt::{logs_bloom, receipts_root, Receipt, ReceiptError};
 pub use rpc::{RpcError, INVALID_PARAMS, SERVER_ERROR};
 pub use tx::{
     decode_and_recover, decode_and_recover_batch, decode_envelope, decode_tx, floor_data_gas,
-    intrinsic_gas, recover_sender, recover_senders, recover_tx, validate_tx, RecoveredTx, TxError,
-    TxRules, ACCESS_LIST_ADDRESS_GAS, ACCESS_LIST_STORAGE_KEY_GAS, CALLDATA_NONZERO_BYTE_GAS,
-    CALLDATA_ZERO_BYTE_GAS, FLOOR_GAS_PER_TOKEN, INITCODE_WORD_GAS, MAX_INITCODE_BYTES,
-    MAX_TX_BYTES, TX_BASE_GAS, TX_CREATE_GAS,
+    intrinsic_gas, recover_sender, recover_senders, recover_tx, recover_tx_cached, validate_tx,
+    RecoveredTx, TxError, TxRules, ACCESS_LIST_ADDRESS_GAS, ACCESS_LIST_STORAGE_KEY_GAS,
+    CALLDATA_NONZERO_BYTE_GAS, CALLDATA_ZERO_BYTE_GAS, FLOOR_GAS_PER_TOKEN, INITCODE_WORD_GAS,
+    MAX_INITCODE_BYTES, MAX_TX_BYTES, TX_BASE_GAS, TX_CREATE_GAS,
 };
 
 /// The alloy types in this crate's API, re-exported so callers use the exact same versions.

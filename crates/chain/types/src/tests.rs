@@ -940,3 +940,19 @@ fn amounts_format_without_trailing_zeros() {
         assert_eq!(Wei::parse_btt(text).unwrap().to_btt_string(), text);
     }
 }
+
+#[test]
+fn cached_recovery_trusts_known_senders_and_still_validates() {
+    let tx = sign(type2_tx());
+    let hash = *tx.tx_hash();
+    let elsewhere = address!("00000000000000000000000000000000000000aa");
+    // A sender known for this hash is taken as is (no recovery) ...
+    let known = recover_tx_cached(tx.clone(), &rules(), |h| (*h == hash).then_some(elsewhere));
+    assert_eq!(known.unwrap().sender(), elsewhere);
+    // ... an unknown one is recovered ...
+    let recovered = recover_tx_cached(tx.clone(), &rules(), |_| None).unwrap();
+    assert_eq!(recovered.sender(), SENDER);
+    // ... and the stateless rules apply either way.
+    let other_chain = TxRules::new(CHAIN + 1, BLOCK_GAS);
+    assert!(recover_tx_cached(tx, &other_chain, |_| Some(elsewhere)).is_err());
+}

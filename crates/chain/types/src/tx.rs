@@ -353,8 +353,23 @@ pub fn decode_and_recover(raw: &[u8], rules: &TxRules) -> Result<RecoveredTx, Tx
 /// Validates an already decoded transaction (for example one taken from a block) and recovers its
 /// sender.
 pub fn recover_tx(envelope: TxEnvelope, rules: &TxRules) -> Result<RecoveredTx, TxError> {
+    recover_tx_cached(envelope, rules, |_| None)
+}
+
+/// [`recover_tx`] that first asks `known` for the sender by transaction hash and recovers only
+/// when it has none. The hash covers the signature, so a sender recovered earlier from a
+/// transaction with the same hash (by the mempool, say) is this transaction's sender; the
+/// stateless checks run either way.
+pub fn recover_tx_cached(
+    envelope: TxEnvelope,
+    rules: &TxRules,
+    known: impl Fn(&B256) -> Option<Address>,
+) -> Result<RecoveredTx, TxError> {
     validate_tx(&envelope, rules)?;
-    let sender = recover_sender(&envelope)?;
+    let sender = match known(envelope.tx_hash()) {
+        Some(sender) => sender,
+        None => recover_sender(&envelope)?,
+    };
     Ok(RecoveredTx {
         hash: *envelope.tx_hash(),
         encoded_len: envelope.encode_2718_len(),
