@@ -1,8 +1,10 @@
 """A chain of real ``btt chain run`` validator processes on 127.0.0.1, for fault tests.
 
-``btt chain init`` writes the genesis and one config per validator; each
-validator is then its own process that the test can kill (SIGKILL, as a
-crash), restart, or wipe. Heights and hashes are read over JSON-RPC.
+``btt chain init`` writes the genesis and one config per validator (and per
+full node, with ``full_nodes``); each node is then its own process that the
+test can kill (SIGKILL, as a crash), restart, or wipe. Heights and hashes are
+read over JSON-RPC. Nodes are numbered validators first (``0..n-1``), then full
+nodes (``n..n+full_nodes-1``).
 """
 
 from __future__ import annotations
@@ -37,33 +39,53 @@ def result(url: str, method: str, params: list):
 
 
 class Chain:
-    """``n`` validators from ``btt chain init``; ``start``/``kill``/``wipe`` each by index."""
+    """``n`` validators and ``full_nodes`` full nodes from ``btt chain init``;
+    ``start``/``kill``/``wipe`` each by index (validators first, then full nodes)."""
 
-    def __init__(self, tmp: Path, n: int = 4):
+    def __init__(self, tmp: Path, n: int = 4, full_nodes: int = 0):
         self.dir = tmp / "chain"
         self.log_dir = tmp / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.btt = peers.btt_binary()
-        rpc_base = _port_block(n)
-        p2p_base = _port_block(n)
-        out = subprocess.run(
-            [str(self.btt), "chain", "init", "--dir", str(self.dir), "--validators", str(n),
-             "--rpc-port", str(rpc_base), "--p2p-port", str(p2p_base), "--json"],
-            capture_output=True, text=True, timeout=60,
-        )
+        self.n_validators = n
+        total = n + full_nodes
+        rpc_base = _port_block(total)
+        p2p_base = _port_block(total)
+        argv = [str(self.btt), "chain", "init", "--dir", str(self.dir), "--validators", str(n),
+                "--rpc-port", str(rpc_base), "--p2p-port", str(p2p_base), "--json"]
+        if full_nodes:
+            argv += ["--full-nodes", str(full_nodes)]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             raise peers.HarnessError(f"btt chain init failed: {out.stderr}")
         self.info = json.loads(out.stdout)
-        self.urls: list[str] = self.info["rpc"]
+        self.urls: list[str] = self.info["rpc"] + self.info.get("full_node_rpc", [])
         self.accounts = self.info["accounts"]
-        self.procs: list[Optional[peers.Proc]] = [None] * n
-        self.starts = [0] * n
+        self.procs: list[Optional[peers.Proc]] = [None] * total
+        self.starts = [0] * total
+
+    @property
+    def validators(self) -> list[int]:
+        return list(range(self.n_validators))
+
+    @property
+    def full_nodes(self) -> list[int]:
+        return list(range(self.n_validators, len(self.procs)))
+
+    def node_dir(self, i: int) -> Path:
+        if i < self.n_validators:
+            return self.dir / f"node-{i}"
+        return self.dir / f"full-{i - self.n_validators}"
+
+    def name(self, i: int) -> str:
+        return f"validator {i}" if i < self.n_validators else f"full node {i}"
 
     def start(self, i: int) -> None:
         self.starts[i] += 1
+        kind = "validator" if i < self.n_validators else "full"
         self.procs[i] = peers.Proc(
-            f"validator{i}-run{self.starts[i]}",
-            [self.btt, "chain", "run", "--config", self.dir / f"node-{i}" / "config.toml"],
+            f"{kind}{i}-run{self.starts[i]}",
+            [self.btt, "chain", "run", "--config", self.node_dir(i) / "config.toml"],
             self.log_dir,
             env={**os.environ, "BTT_LOG": "info"},
         )
@@ -81,8 +103,8 @@ class Chain:
         self.procs[i] = None
 
     def wipe(self, i: int) -> None:
-        """Deletes the validator's chain data (database and consensus journal)."""
-        shutil.rmtree(self.dir / f"node-{i}" / "data", ignore_errors=True)
+        """Deletes the node's chain data (database and consensus journal)."""
+        shutil.rmtree(self.node_dir(i) / "data", ignore_errors=True)
 
     def stop_all(self) -> None:
         for p in self.procs:
@@ -106,11 +128,11 @@ class Chain:
     def wait_height(self, i: int, target: int, timeout_s: float = 60) -> int:
         return peers.wait_until(
             lambda: (h := self.height(i)) is not None and h >= target and h,
-            timeout_s, f"validator {i} to reach height {target}", self.logs)
+            timeout_s, f"{self.name(i)} to reach height {target}", self.logs)
 
     def block_hash(self, i: int, number: int) -> str:
         block = result(self.urls[i], "eth_getBlockByNumber", [hex(number), False])
-        assert block is not None, f"validator {i} has no block {number}"
+        assert block is not None, f"{self.name(i)} has no block {number}"
         return block["hash"]
 
     def assert_consistent(self, nodes: list[int]) -> int:
