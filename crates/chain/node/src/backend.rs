@@ -27,6 +27,8 @@ pub struct NodeBackend {
     pub validators: Vec<String>,
     /// Our identity key, if we validate.
     pub identity: Option<String>,
+    /// Consensus peers this node is configured to connect to (other validators and followers).
+    pub configured_peers: u64,
     /// Raw transactions admitted through RPC, for gossip to the other validators.
     pub gossip: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
 }
@@ -248,7 +250,7 @@ impl Backend for NodeBackend {
             validators: self.validators.clone(),
             validator_identity: self.identity.clone(),
             last_finality_latency_ms: self.shared.last_latency_ms(),
-            peers: self.validators.len().saturating_sub(1) as u64,
+            peers: self.configured_peers,
             mempool_txs: self.shared.mempool.lock().len() as u64,
             syncing: self.syncing().is_some(),
         }

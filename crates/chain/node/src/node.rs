@@ -108,6 +108,7 @@ impl Node {
                 .iter()
                 .map(|v| v.keys.identity.clone())
                 .collect(),
+            configured_peers: configured_peers(&genesis, config, validator_identity.is_some()),
             identity: validator_identity,
             gossip: Some(gossip_out_tx),
         });
@@ -196,4 +197,16 @@ impl Node {
             .await
             .map_err(|e| Error::Start(e.to_string()))
     }
+}
+
+/// How many consensus peers the node dials or accepts: every other validator, plus the
+/// followers a validator serves.
+fn configured_peers(genesis: &Genesis, config: &NodeConfig, validator: bool) -> u64 {
+    let validators = genesis.validators.len() - usize::from(validator);
+    let followers = if validator {
+        config.p2p.followers.len()
+    } else {
+        0
+    };
+    (validators + followers) as u64
 }

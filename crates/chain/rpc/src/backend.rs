@@ -132,7 +132,8 @@ pub struct NodeStatus {
     pub validator_identity: Option<String>,
     /// Time from proposal to finalization of the latest finalized block, in milliseconds.
     pub last_finality_latency_ms: Option<u64>,
-    /// Connected consensus peers.
+    /// Consensus peers the node is configured to connect to (other validators and, on a
+    /// validator, the full nodes it serves).
     pub peers: u64,
     /// Transactions waiting in the mempool.
     pub mempool_txs: u64,
