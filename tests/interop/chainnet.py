@@ -125,6 +125,12 @@ class Chain:
         except (OSError, peers.HarnessError):
             return None
 
+    def current(self, i: int, timeout_s: float = 30) -> int:
+        """The node's finalized height, waiting out a moment when its RPC does not answer."""
+        got = peers.wait_until(lambda: (h := self.height(i)) is not None and (h,),
+                               timeout_s, f"{self.name(i)} to answer JSON-RPC", self.logs)
+        return got[0]
+
     def wait_height(self, i: int, target: int, timeout_s: float = 60) -> int:
         return peers.wait_until(
             lambda: (h := self.height(i)) is not None and h >= target and h,
@@ -137,7 +143,7 @@ class Chain:
 
     def assert_consistent(self, nodes: list[int]) -> int:
         """Every height that all ``nodes`` finalized has one hash on all of them; returns that height."""
-        top = min(self.height(i) or 0 for i in nodes)
+        top = min(self.current(i) for i in nodes)
         for n in range(0, top + 1):
             hashes = {i: self.block_hash(i, n) for i in nodes}
             assert len(set(hashes.values())) == 1, f"conflicting blocks at height {n}: {hashes}"

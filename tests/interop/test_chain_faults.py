@@ -33,11 +33,11 @@ def chain(tmp_path):
 
 def test_one_validator_killed_keeps_finalizing_and_it_catches_up(chain):
     chain.kill(3)
-    h = chain.height(0)
+    h = chain.current(0)
     chain.wait_height(0, h + 10)
     chain.assert_consistent([0, 1, 2])
     chain.start(3)
-    target = chain.height(0)
+    target = chain.current(0)
     chain.wait_height(3, target)
     chain.assert_consistent([0, 1, 2, 3])
 
@@ -47,11 +47,11 @@ def test_two_validators_killed_halt_without_conflicts_then_resume(chain):
     chain.kill(3)
     # A block already certified when they died may still land; after that, nothing.
     # Five leader timeouts (1 s each) without progress is a halt.
-    first = chain.height(0)
+    first = chain.current(0)
     time.sleep(2)
-    settled = max(chain.height(0), chain.height(1))
+    settled = max(chain.current(0), chain.current(1))
     time.sleep(5)
-    assert chain.height(0) == chain.height(1) == settled, "finalized without a quorum"
+    assert chain.current(0) == chain.current(1) == settled, "finalized without a quorum"
     assert settled <= first + 1
     chain.assert_consistent([0, 1])
     chain.start(2)
@@ -66,7 +66,7 @@ def test_wiped_validator_catches_up(chain):
     chain.kill(1)
     chain.wipe(1)
     chain.start(1)
-    target = chain.height(0)
+    target = chain.current(0)
     chain.wait_height(1, target)
     top = chain.assert_consistent([0, 1, 2, 3])
     assert top >= target

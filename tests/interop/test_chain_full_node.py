@@ -33,7 +33,7 @@ def chain(tmp_path):
 
 def test_full_node_follows_with_identical_blocks(chain):
     (full,) = chain.full_nodes
-    target = chain.height(0) + 5
+    target = chain.current(0) + 5
     for i in chain.validators + [full]:
         chain.wait_height(i, target)
     top = chain.assert_consistent(chain.validators + [full])
@@ -58,7 +58,7 @@ def test_transaction_sent_to_the_full_node_is_finalized_by_the_validators(chain)
 
     (full,) = chain.full_nodes
     url = chain.urls[full]
-    chain.wait_height(full, chain.height(0))
+    chain.wait_height(full, chain.current(0))
     acct = Account.from_key(chain.accounts[0]["private_key"])
     before = int(result(url, "eth_getBalance", [acct.address, "latest"]), 16)
     value = 123_456_789
@@ -89,18 +89,18 @@ def test_transaction_sent_to_the_full_node_is_finalized_by_the_validators(chain)
 
 def test_crashed_and_wiped_full_node_catches_up(chain):
     (full,) = chain.full_nodes
-    chain.wait_height(full, chain.height(0))
+    chain.wait_height(full, chain.current(0))
     chain.kill(full)
-    chain.wait_height(0, chain.height(0) + 10)
+    chain.wait_height(0, chain.current(0) + 10)
     chain.start(full)
-    chain.wait_height(full, chain.height(0))
+    chain.wait_height(full, chain.current(0))
     chain.assert_consistent(chain.validators + [full])
 
     # From an empty data directory: everything comes from the validators' archives.
     chain.kill(full)
     chain.wipe(full)
     chain.start(full)
-    target = chain.height(0)
+    target = chain.current(0)
     for i in chain.validators + [full]:
         chain.wait_height(i, target)
     top = chain.assert_consistent(chain.validators + [full])
