@@ -202,6 +202,8 @@ fn now_us() -> u64 {
 /// A block as the follower saw it.
 #[derive(Debug, Clone)]
 struct SeenBlock {
+    /// Its height.
+    number: u64,
     /// When the follower learned it was final.
     seen_us: u64,
     /// The proposer's timestamp in ms, when the block was the polled node's head.
@@ -300,6 +302,7 @@ async fn follow(
                 .unwrap_or_default();
             let index = st.blocks.len();
             st.blocks.push(SeenBlock {
+                number: *n,
                 seen_us,
                 timestamp_ms: if *n == height { head_ts } else { None },
                 txs: hashes.len(),
@@ -412,13 +415,39 @@ async fn fund(
             hashes.iter().filter(|h| !st.txs.contains_key(*h)).count()
         };
         if missing == 0 {
-            return Ok(());
+            break;
         }
         if Instant::now() > deadline {
             bail!("{missing} funding transfers were not finalized within 120 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The follower reads one node; every node must have applied the funding before senders
+    // submit to it, or its admission check still sees empty balances.
+    let height = {
+        let st = follow
+            .lock()
+            .map_err(|_| anyhow::anyhow!("follower state poisoned"))?;
+        hashes
+            .iter()
+            .filter_map(|h| st.txs.get(h).map(|&i| st.blocks[i].number))
+            .max()
+            .unwrap_or(0)
+    };
+    for addr in &net.rpc {
+        let mut conn = Conn::new(*addr);
+        loop {
+            let n = rpc::call(&mut conn, "eth_blockNumber", json!([])).await?;
+            if rpc::quantity(&n)? >= height {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("node {addr} did not reach height {height} within 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
 }
 
 /// A batch of transaction indices handed to a node's connections.

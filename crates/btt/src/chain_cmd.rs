@@ -61,9 +61,8 @@ struct InitArgs {
     /// Directory to write into (created; must not hold a genesis already).
     #[arg(long, env = "BTT_CHAIN_DIR")]
     dir: PathBuf,
-    /// Number of validators.
-    #[arg(long, env = "BTT_VALIDATORS", default_value_t = 4)]
-    validators: usize,
+    #[command(flatten)]
+    net: NetworkArgs,
     /// Number of full nodes (follow and verify the chain, serve JSON-RPC, do not vote).
     #[arg(long, env = "BTT_FULL_NODES", default_value_t = 0)]
     full_nodes: usize,
@@ -76,13 +75,6 @@ struct InitArgs {
     /// Balance of each dev account, in BTT.
     #[arg(long, env = "BTT_DEV_BALANCE", default_value = "1000000")]
     balance: String,
-    /// First JSON-RPC port; validator i serves on this plus i, full node i on this plus the
-    /// number of validators plus i.
-    #[arg(long, env = "BTT_RPC_PORT", default_value_t = 8545)]
-    rpc_port: u16,
-    /// First p2p port, numbered like the RPC ports.
-    #[arg(long, env = "BTT_P2P_PORT", default_value_t = 30300)]
-    p2p_port: u16,
     /// Print what was written as JSON.
     #[arg(long, env = "BTT_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     json: bool,
@@ -90,21 +82,29 @@ struct InitArgs {
 
 #[derive(Args)]
 struct DevnetArgs {
-    /// Number of validators.
-    #[arg(long, env = "BTT_VALIDATORS", default_value_t = 4)]
-    validators: usize,
     /// Directory of the network; reused if it already holds one (default: a new temporary one).
     #[arg(long, env = "BTT_CHAIN_DIR")]
     dir: Option<PathBuf>,
-    /// First JSON-RPC port; node i serves on this plus i.
-    #[arg(long, env = "BTT_RPC_PORT", default_value_t = 8545)]
-    rpc_port: u16,
-    /// First validator p2p port; node i listens on this plus i.
-    #[arg(long, env = "BTT_P2P_PORT", default_value_t = 30300)]
-    p2p_port: u16,
+    #[command(flatten)]
+    net: NetworkArgs,
     /// Print one JSON object (chain_id, rpc, accounts) once the network is ready.
     #[arg(long, env = "BTT_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     json: bool,
+}
+
+/// The size and ports of a network, shared by `init` and `devnet`.
+#[derive(Args, Clone)]
+struct NetworkArgs {
+    /// Number of validators.
+    #[arg(long, env = "BTT_VALIDATORS", default_value_t = 4)]
+    validators: usize,
+    /// First JSON-RPC port; validator i serves on this plus i, full node i on this plus the
+    /// number of validators plus i.
+    #[arg(long, env = "BTT_RPC_PORT", default_value_t = 8545)]
+    rpc_port: u16,
+    /// First p2p port, numbered like the RPC ports.
+    #[arg(long, env = "BTT_P2P_PORT", default_value_t = 30300)]
+    p2p_port: u16,
 }
 
 /// A funded dev account as `accounts.json` and `devnet --json` list it.
@@ -170,7 +170,7 @@ fn new_account() -> Result<DevAccount> {
 }
 
 fn init(a: &InitArgs) -> Result<InitSummary> {
-    if a.validators == 0 {
+    if a.net.validators == 0 {
         bail!("--validators must be at least 1");
     }
     let genesis_path = a.dir.join("genesis.json");
@@ -185,7 +185,7 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
         .with_context(|| format!("cannot create {}", a.dir.display()))?;
     let ns = namespace(a.chain_id);
     let mut nodes = Vec::new();
-    for i in 0..a.validators {
+    for i in 0..a.net.validators {
         let keys = ValidatorKeys::generate(rand::random());
         let fee = new_account()?;
         nodes.push((i, keys, fee));
@@ -213,13 +213,13 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
             .collect(),
     };
     genesis.save(&genesis_path)?;
-    let total = a.validators + a.full_nodes;
-    if usize::from(a.p2p_port.max(a.rpc_port)) + total > usize::from(u16::MAX) {
+    let total = a.net.validators + a.full_nodes;
+    if usize::from(a.net.p2p_port.max(a.net.rpc_port)) + total > usize::from(u16::MAX) {
         bail!("--rpc-port and --p2p-port leave no room for {total} nodes below port 65535");
     }
     // Node i (validators first, then full nodes) uses the base ports plus i.
-    let p2p = |i: usize| SocketAddr::from(([127, 0, 0, 1], a.p2p_port + i as u16));
-    let rpc = |i: usize| SocketAddr::from(([127, 0, 0, 1], a.rpc_port + i as u16));
+    let p2p = |i: usize| SocketAddr::from(([127, 0, 0, 1], a.net.p2p_port + i as u16));
+    let rpc = |i: usize| SocketAddr::from(([127, 0, 0, 1], a.net.rpc_port + i as u16));
     let full_keys: Vec<NodeKey> = (0..a.full_nodes)
         .map(|_| NodeKey::generate(rand::random()))
         .collect();
@@ -228,7 +228,7 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
         .enumerate()
         .map(|(f, k)| PeerConfig {
             identity: k.identity_hex(),
-            address: p2p(a.validators + f),
+            address: p2p(a.net.validators + f),
         })
         .collect();
     let validator_peers: Vec<PeerConfig> = nodes
@@ -280,10 +280,10 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
             block_interval_ms: DEFAULT_BLOCK_INTERVAL_MS,
             leader_timeout_ms: DEFAULT_LEADER_TIMEOUT_MS,
             rpc: RpcConfig {
-                listen: rpc(a.validators + f),
+                listen: rpc(a.net.validators + f),
             },
             p2p: P2pConfig {
-                listen: p2p(a.validators + f),
+                listen: p2p(a.net.validators + f),
                 peers: validator_peers.clone(),
                 followers: Vec::new(),
             },
@@ -298,11 +298,11 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
         chain_id: a.chain_id,
         genesis: genesis_path,
         configs,
-        rpc: (0..a.validators)
+        rpc: (0..a.net.validators)
             .map(|i| format!("http://{}", rpc(i)))
             .collect(),
         full_node_configs,
-        full_node_rpc: (a.validators..total)
+        full_node_rpc: (a.net.validators..total)
             .map(|i| format!("http://{}", rpc(i)))
             .collect(),
         accounts,
@@ -392,13 +392,11 @@ fn devnet(a: DevnetArgs) -> Result<()> {
     if !dir.join("genesis.json").exists() {
         init(&InitArgs {
             dir: dir.clone(),
-            validators: a.validators,
+            net: a.net.clone(),
             full_nodes: 0,
             chain_id: DEVNET_CHAIN_ID,
             accounts: 10,
             balance: "1000000".into(),
-            rpc_port: a.rpc_port,
-            p2p_port: a.p2p_port,
             json: false,
         })?;
     }

@@ -90,20 +90,6 @@ impl NodeBackend {
     }
 }
 
-fn to_state_call(r: &CallRequest) -> chain_state::CallRequest {
-    chain_state::CallRequest {
-        from: r.from,
-        to: r.to,
-        gas: r.gas,
-        gas_price: r.gas_price,
-        max_fee_per_gas: r.max_fee_per_gas,
-        max_priority_fee_per_gas: r.max_priority_fee_per_gas,
-        value: r.value,
-        input: r.input.clone(),
-        nonce: r.nonce,
-    }
-}
-
 fn call_error(e: chain_state::CallError) -> CallError {
     match e {
         chain_state::CallError::Reverted { output } => CallError::Reverted { output },
@@ -195,14 +181,14 @@ impl Backend for NodeBackend {
 
     fn call(&self, request: CallRequest) -> Result<Bytes, CallError> {
         self.executor
-            .call(&*self.store, &self.next_env(), &to_state_call(&request))
+            .call(&*self.store, &self.next_env(), &request)
             .map(|outcome| outcome.output)
             .map_err(call_error)
     }
 
     fn estimate_gas(&self, request: CallRequest) -> Result<u64, CallError> {
         self.executor
-            .estimate_gas(&*self.store, &self.next_env(), &to_state_call(&request))
+            .estimate_gas(&*self.store, &self.next_env(), &request)
             .map_err(call_error)
     }
 

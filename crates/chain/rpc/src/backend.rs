@@ -6,9 +6,8 @@
 
 use std::sync::Arc;
 
-use alloy_eips::eip2930::AccessList;
 use alloy_primitives::{Address, Bytes, B256, U256};
-use chain_types::{Block, Receipt, RecoveredTx, RpcError};
+use chain_types::{Block, CallRequest, Receipt, RecoveredTx, RpcError};
 use serde::{Deserialize, Serialize};
 
 use crate::jsonrpc::{INTERNAL_ERROR, SERVER_ERROR};
@@ -139,32 +138,6 @@ pub struct NodeStatus {
     pub mempool_txs: u64,
     /// Whether the node is still catching up.
     pub syncing: bool,
-}
-
-/// A call or gas estimate, as sent to `eth_call` and `eth_estimateGas`. Every field is optional;
-/// the node fills defaults (zero sender, block gas limit, zero fees and value).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CallRequest {
-    /// Sender.
-    pub from: Option<Address>,
-    /// Recipient; `None` creates a contract with `input` as its init code.
-    pub to: Option<Address>,
-    /// Gas limit.
-    pub gas: Option<u64>,
-    /// Legacy gas price, in wei.
-    pub gas_price: Option<u128>,
-    /// EIP-1559 fee cap, in wei.
-    pub max_fee_per_gas: Option<u128>,
-    /// EIP-1559 tip cap, in wei.
-    pub max_priority_fee_per_gas: Option<u128>,
-    /// Value sent, in wei.
-    pub value: Option<U256>,
-    /// Call data (the JSON `input` field, or `data` as older clients name it).
-    pub input: Option<Bytes>,
-    /// Nonce to check against the sender's.
-    pub nonce: Option<u64>,
-    /// EIP-2930 access list (it changes the gas a call needs).
-    pub access_list: Option<AccessList>,
 }
 
 /// Why a storage read failed inside the node. Answered as JSON-RPC internal error -32603.

@@ -54,9 +54,9 @@ mod server;
 mod tests;
 
 pub use backend::{
-    AccountView, Backend, BackendError, BlockData, CallError, CallRequest, NodeStatus, SubmitError,
-    SyncProgress,
+    AccountView, Backend, BackendError, BlockData, CallError, NodeStatus, SubmitError, SyncProgress,
 };
+pub use chain_types::CallRequest;
 pub use jsonrpc::{
     ErrorObject, EXECUTION_REVERTED, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST,
     LIMIT_EXCEEDED, METHOD_NOT_FOUND, PARSE_ERROR, SERVER_ERROR,

@@ -9,12 +9,13 @@ use chain_types::Transaction as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
-use crate::backend::{Backend, BlockData, CallError, CallRequest};
+use crate::backend::{Backend, BlockData, CallError};
 use crate::convert;
 use crate::jsonrpc::{
     ErrorObject, Params, EXECUTION_REVERTED, INTERNAL_ERROR, LIMIT_EXCEEDED, METHOD_NOT_FOUND,
 };
 use crate::Config;
+use chain_types::CallRequest;
 
 /// The message for a state query below the head.
 pub const HISTORICAL_STATE: &str =
@@ -124,7 +125,7 @@ impl Methods {
             }
             "eth_call" | "eth_estimateGas" => {
                 p.at_most(4)?;
-                let request: CallRequest = p.required(0, "transaction")?;
+                let CallParam(request) = p.required(0, "transaction")?;
                 self.check_state_block(p.optional(1, "block")?)?;
                 if p.optional::<serde_json::Value>(2, "state overrides")?
                     .is_some()
@@ -662,10 +663,14 @@ impl TryFrom<CallRequestJson> for CallRequest {
     }
 }
 
-impl<'de> Deserialize<'de> for CallRequest {
+/// A [`CallRequest`] parameter, read through [`CallRequestJson`].
+struct CallParam(CallRequest);
+
+impl<'de> Deserialize<'de> for CallParam {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         CallRequestJson::deserialize(d)?
             .try_into()
+            .map(Self)
             .map_err(serde::de::Error::custom)
     }
 }

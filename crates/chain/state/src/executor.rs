@@ -121,28 +121,7 @@ pub enum ExecError {
     Internal(String),
 }
 
-/// An `eth_call` / `eth_estimateGas` request; unset fields get geth's defaults.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CallRequest {
-    /// Sender; the zero address when unset.
-    pub from: Option<Address>,
-    /// Callee; unset means contract creation with `input` as initcode.
-    pub to: Option<Address>,
-    /// Gas limit; the block gas limit when unset (and capped to it).
-    pub gas: Option<u64>,
-    /// Legacy gas price.
-    pub gas_price: Option<u128>,
-    /// EIP-1559 fee cap.
-    pub max_fee_per_gas: Option<u128>,
-    /// EIP-1559 tip cap.
-    pub max_priority_fee_per_gas: Option<u128>,
-    /// Value in wei; zero when unset.
-    pub value: Option<U256>,
-    /// Calldata or initcode.
-    pub input: Option<Bytes>,
-    /// Checked against the state when set; ignored when unset.
-    pub nonce: Option<u64>,
-}
+pub use chain_types::CallRequest;
 
 /// A successful call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -533,6 +512,13 @@ impl Executor {
             }
             _ => (0, 0, None),
         };
+        let access_list = req.access_list.clone().unwrap_or_default();
+        // A legacy-priced call with an access list is an EIP-2930 transaction.
+        let tx_type = if tx_type == 0 && !access_list.is_empty() {
+            1
+        } else {
+            tx_type
+        };
         let tx = TxEnv {
             tx_type,
             caller: from,
@@ -543,7 +529,7 @@ impl Executor {
             data: req.input.clone().unwrap_or_default(),
             nonce,
             chain_id: Some(self.params.chain_id),
-            access_list: Default::default(),
+            access_list,
             gas_priority_fee,
             blob_hashes: Vec::new(),
             max_fee_per_blob_gas: 0,

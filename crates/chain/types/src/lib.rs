@@ -49,6 +49,7 @@
 mod admission;
 mod amount;
 mod block;
+mod call;
 mod parallel;
 mod receipt;
 mod rpc;
@@ -60,6 +61,7 @@ mod tests;
 pub use admission::AdmissionError;
 pub use amount::{AmountError, Wei, DECIMALS, WEI_PER_BTT};
 pub use block::{transactions_root, Block, BlockError, Header, MAX_EXTRA_DATA_BYTES};
+pub use call::CallRequest;
 pub use receipt::{logs_bloom, receipts_root, Receipt, ReceiptError};
 pub use rpc::{RpcError, INVALID_PARAMS, SERVER_ERROR};
 pub use tx::{
