@@ -15,8 +15,8 @@
 //! them as followers so it accepts their connections.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -199,7 +199,7 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
     };
     let genesis = Genesis {
         params,
-        timestamp_ms: now_ms(),
+        timestamp_ms: chain_node::now_ms(),
         alloc: accounts
             .iter()
             .map(|acc| (acc.address, GenesisAccount { balance: balance.0 }))
@@ -325,12 +325,6 @@ fn write_secret(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn run_node(config: &Path) -> Result<()> {
     let config = NodeConfig::load(config)?;
     let rt = crate::runtime()?;
@@ -428,8 +422,11 @@ fn devnet(a: DevnetArgs) -> Result<()> {
         children.0.push(child);
     }
     // Ready = every node answers JSON-RPC and has finalized a block after genesis.
+    let rt = crate::runtime()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     for (i, addr) in rpcs.iter().enumerate() {
+        let client =
+            wallet::RpcClient::new(&format!("http://{addr}"))?.with_timeout(Duration::from_secs(2));
         loop {
             if let Some(status) = children.0[i].try_wait()? {
                 bail!(
@@ -437,7 +434,7 @@ fn devnet(a: DevnetArgs) -> Result<()> {
                     dir.join(format!("node-{i}/node.log")).display()
                 );
             }
-            if block_number(*addr).is_ok_and(|n| n >= 1) {
+            if rt.block_on(client.block_number()).is_ok_and(|n| n >= 1) {
                 break;
             }
             if Instant::now() > deadline {
@@ -476,26 +473,7 @@ fn devnet(a: DevnetArgs) -> Result<()> {
         println!("stop with Ctrl-C");
     }
     std::io::stdout().flush()?;
-    let rt = crate::runtime()?;
     rt.block_on(wait_for_stop_signal());
     drop(children);
     Ok(())
-}
-
-/// `eth_blockNumber` over a plain HTTP/1.1 request (readiness probe only).
-fn block_number(addr: SocketAddr) -> Result<u64> {
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(
-        s,
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    s.read_to_string(&mut response)?;
-    let json = response.split("\r\n\r\n").nth(1).context("no body")?;
-    let v: serde_json::Value = serde_json::from_str(json)?;
-    let hex = v["result"].as_str().context("no result")?;
-    Ok(u64::from_str_radix(hex.trim_start_matches("0x"), 16)?)
 }

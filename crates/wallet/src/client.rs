@@ -575,6 +575,11 @@ impl RpcClient {
         u128::try_from(q).map_err(|_| self.bad(method, format!("{q} does not fit in 128 bits")))
     }
 
+    /// `eth_blockNumber`: the node's latest (on our chain, finalized) height.
+    pub async fn block_number(&self) -> Result<u64, ClientError> {
+        self.quantity_u64("eth_blockNumber", json!([])).await
+    }
+
     /// `eth_chainId`.
     pub async fn chain_id(&self) -> Result<u64, ClientError> {
         self.quantity_u64("eth_chainId", json!([])).await

@@ -430,39 +430,45 @@ impl App {
         let hash = block.hash();
         self.replay(block)?;
         let started = Instant::now();
-        let executed = self
+        let Executed {
+            block,
+            senders,
+            receipts,
+            changes,
+            leaves,
+            buckets,
+        } = self
             .executed
             .remove(&hash)
             .ok_or_else(|| Error::Corrupt(format!("block {height} was not executed")))?;
-        let leaves: Vec<(B256, Option<B256>)> = executed
-            .leaves
+        let leaf_writes: Vec<(B256, Option<B256>)> = leaves
             .values()
             .flat_map(|m| m.iter().map(|(k, v)| (*k, *v)))
             .collect();
-        let buckets: Vec<(u16, B256)> = executed.buckets.iter().map(|(b, h)| (*b, *h)).collect();
+        let bucket_writes: Vec<(u16, B256)> = buckets.iter().map(|(b, h)| (*b, *h)).collect();
         let finalized = FinalizedBlock {
-            block: executed.block.clone(),
-            senders: executed.senders.clone(),
-            receipts: executed.receipts.clone(),
+            block,
+            senders,
+            receipts,
         };
         self.store.commit(
             &finalized,
             StateWrite {
-                changes: &executed.changes,
-                leaves: &leaves,
-                buckets: &buckets,
+                changes: &changes,
+                leaves: &leaf_writes,
+                buckets: &bucket_writes,
             },
         )?;
         let commit_ms = started.elapsed().as_millis();
-        self.commitment.apply(&executed.buckets);
+        self.commitment.apply(&buckets);
         self.finalized = (height, hash);
         self.executed.retain(|_, e| e.block.header.number > height);
         {
             // Every sender's account is in the block's changes (its nonce moved).
-            let senders: std::collections::BTreeSet<&Address> = executed.senders.iter().collect();
+            let senders: std::collections::BTreeSet<&Address> = finalized.senders.iter().collect();
             let mut pool = self.shared.mempool.lock();
             for sender in senders {
-                let nonce = match executed.changes.account(sender) {
+                let nonce = match changes.account(sender) {
                     Some(account) => account.map_or(0, |a| a.nonce),
                     None => self
                         .store
@@ -474,10 +480,11 @@ impl App {
                 pool.prune_sender(sender, nonce);
             }
         }
+        let txs = finalized.senders.len();
         self.shared.set_head(finalized);
         tracing::debug!(
             height,
-            txs = executed.senders.len(),
+            txs,
             commit_ms,
             prune_ms = started.elapsed().as_millis() - commit_ms,
             "finalized block"

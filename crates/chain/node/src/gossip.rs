@@ -80,7 +80,7 @@ pub(crate) async fn receive_loop(
             decode_and_recover_batch(&raws, &rules, RECOVERY_THREADS)
                 .into_iter()
                 .filter_map(Result::ok)
-                .filter(|tx| backend.admit(tx.clone()).is_ok())
+                .filter_map(|tx| backend.admit(tx).ok())
                 .count()
         })
         .await
