@@ -357,11 +357,16 @@
     if (state !== undefined) wrap.dataset.state = state;
   }
 
+  // Compact glyph buttons in the rows (the detail panel has worded ones); the name is in aria-label.
+  const ACTION_GLYPHS = { start: "▶", stop: "■", remove: "✕" };
+
   function actionButton(act, label) {
-    const b = el("button", act === "remove" ? "danger small-btn" : "small-btn", label);
+    const b = el("button", (act === "remove" ? "danger " : "") + "icon-btn", ACTION_GLYPHS[act]);
     b.type = "button";
     b.dataset.act = act;
     b.dataset.testid = act;
+    b.title = label;
+    b.setAttribute("aria-label", label);
     return b;
   }
 
