@@ -754,6 +754,8 @@
     ];
     if (detailMeta) {
       if (detailMeta.comment) pairs.push(["Comment", detailMeta.comment]);
+      if (detailMeta.created_by) pairs.push(["Created by", detailMeta.created_by]);
+      if (detailMeta.version) pairs.push(["Format", detailMeta.version]);
       pairs.push(["Private", detailMeta.private ? "yes" : "no"]);
       if (detailMeta.magnet) pairs.push(["Magnet", detailMeta.magnet]);
     }
@@ -1037,8 +1039,10 @@
           li.dataset.testid = "account";
           const addr = el("span", "mono", shortAddr(a.address));
           addr.title = a.address;
-          const bal = el("b", "balance", fmtBtt(a.balance_wei));
-          bal.title = exactBtt(a.balance_wei);
+          // A null balance means the chain did not answer for this account.
+          const known = a.balance_wei !== null && a.balance_wei !== undefined;
+          const bal = el("b", "balance", known ? fmtBtt(a.balance_wei) : "unknown");
+          bal.title = known ? exactBtt(a.balance_wei) : "the chain did not report a balance (see the Chain panel)";
           li.append(addr, bal);
           list.append(li);
         }
@@ -1046,10 +1050,12 @@
       }
       const m = w.market || {};
       parts.push(el("h3", "", "Market"));
+      if (m.enabled === false) parts.push(el("p", "muted small", "The market is not enabled on this node."));
       const pairs = [
         ["Locked", fmtBtt(m.locked_wei), exactBtt(m.locked_wei)],
         ["Claimable", fmtBtt(m.claimable_wei), exactBtt(m.claimable_wei)],
         ["Claimed", fmtBtt(m.claimed_wei), exactBtt(m.claimed_wei)],
+        ...(m.earnings_wei !== undefined ? [["Earned", fmtBtt(m.earnings_wei), exactBtt(m.earnings_wei)]] : []),
         ["Channels", String((m.channels || []).length)],
       ];
       parts.push(kv(pairs));
@@ -1073,6 +1079,7 @@
         ["Head", c.block_time_ms ? fmtAgo(c.block_time_ms) : "—", c.block_time_ms ? new Date(c.block_time_ms).toLocaleString() : ""],
         ["Finality", c.finality_ms !== null && c.finality_ms !== undefined ? c.finality_ms + " ms" : "—"],
         ["Validators", String(validators.length)],
+        ...(c.syncing === true || c.syncing === false ? [["Syncing", c.syncing ? "yes" : "no"]] : []),
       ].map(([k, v, t]) => [k, String(v), t])));
       if (validators.length) {
         const ul = el("ul", "validators mono");
