@@ -205,6 +205,9 @@ async function main() {
   await row.scrollIntoViewIfNeeded();
   await page.screenshot({ path: join(args.screenshots, "phone-row.png") });
   await fullPageShot("phone-full.png");
+  await page.getByTestId("peers-tab").click();
+  await page.locator('[data-testid="peer-row"]').first().waitFor({ state: "visible" });
+  await detail.screenshot({ path: join(args.screenshots, "phone-detail.png") });
 
   step = "checking the page";
   if (foreign.length) throw new Error(`the page requested other origins (it must work offline): ${foreign.join(", ")}`);
