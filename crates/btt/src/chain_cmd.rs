@@ -169,6 +169,24 @@ fn new_account() -> Result<DevAccount> {
     }
 }
 
+/// Creates the single-validator chain of `btt node` in `dir` (ports are set at each start).
+pub(crate) fn init_local(dir: &Path) -> Result<()> {
+    init(&InitArgs {
+        dir: dir.to_path_buf(),
+        net: NetworkArgs {
+            validators: 1,
+            rpc_port: 8545,
+            p2p_port: 30300,
+        },
+        full_nodes: 0,
+        chain_id: DEVNET_CHAIN_ID,
+        accounts: 10,
+        balance: "1000000".into(),
+        json: false,
+    })?;
+    Ok(())
+}
+
 fn init(a: &InitArgs) -> Result<InitSummary> {
     if a.net.validators == 0 {
         bail!("--validators must be at least 1");

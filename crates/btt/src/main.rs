@@ -20,7 +20,9 @@ use metainfo::Torrent;
 
 mod chain_cmd;
 mod demo;
+mod node_cmd;
 mod progress;
+mod torrent_cmd;
 mod wallet_cmd;
 
 #[derive(Parser)]
@@ -46,6 +48,10 @@ enum Command {
     Wallet(wallet_cmd::WalletArgs),
     /// Run the BTT chain: create a network, run a node, or start a local devnet.
     Chain(chain_cmd::ChainArgs),
+    /// Run the node: torrents, the chain, the HTTP API, Transmission RPC and the web UI.
+    Node(node_cmd::NodeArgs),
+    /// Drive a running node: add, ls, info, start, stop, rm.
+    Torrent(torrent_cmd::TorrentArgs),
 }
 
 #[derive(Args)]
@@ -100,7 +106,7 @@ struct InfoArgs {
     json: bool,
 }
 
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Debug)]
 struct SessionArgs {
     /// TCP port to accept peers on (0 picks a free one).
     #[arg(long, env = "BTT_LISTEN_PORT", default_value_t = 6881)]
@@ -133,7 +139,7 @@ struct SessionArgs {
     discovery: DiscoveryArgs,
 }
 
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Debug)]
 struct DiscoveryArgs {
     /// Turn the DHT off (peers then come only from trackers, PEX, LSD and `--peer`).
     #[arg(long, env = "BTT_NO_DHT", value_parser = clap::builder::BoolishValueParser::new())]
@@ -195,12 +201,17 @@ fn main() -> ExitCode {
     let default = if quiet_terminal { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BTT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let json_logs = matches!(&cli.command, Command::Node(a) if node_cmd::log_format(a) == node_cmd::LogFormat::Json);
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(quiet_terminal)
-        .with_target(false)
-        .init();
+        .with_ansi(quiet_terminal && !json_logs)
+        .with_target(false);
+    if json_logs {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let result = match cli.command {
         Command::Create(a) => create(a),
         Command::Info(a) => info(a),
@@ -211,6 +222,8 @@ fn main() -> ExitCode {
             wallet_cmd::run(a, dir)
         }
         Command::Chain(a) => chain_cmd::run(a),
+        Command::Node(a) => node_cmd::run(a),
+        Command::Torrent(a) => torrent_cmd::run(a),
         Command::Demo(a) => {
             runtime().and_then(|rt| rt.block_on(demo::run(a.size_mb, a.piece_size, a.keep)))
         }
@@ -363,7 +376,7 @@ fn data_dir(arg: &Option<PathBuf>) -> PathBuf {
     }
 }
 
-async fn start_session(s: &SessionArgs) -> Result<Session> {
+pub(crate) async fn start_session(s: &SessionArgs) -> Result<Session> {
     let data_dir = data_dir(&s.data_dir);
     let d = &s.discovery;
     let dht = (!d.no_dht).then(|| dht::Config {
@@ -398,7 +411,7 @@ async fn start_session(s: &SessionArgs) -> Result<Session> {
     Ok(Session::start(config).await?)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

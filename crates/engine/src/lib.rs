@@ -47,7 +47,7 @@ mod webseed;
 
 pub use magnet::MetadataFetched;
 pub use session::{AddTorrent, Config, Session};
-pub use torrent::{State, Stats, TorrentHandle};
+pub use torrent::{PeerInfo, State, Stats, TorrentHandle};
 pub use transport::Transport;
 
 /// What can go wrong in the session.

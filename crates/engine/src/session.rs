@@ -287,6 +287,22 @@ impl Session {
         Ok(handle)
     }
 
+    /// Stops a torrent (announcing `stopped` and writing its resume record) and takes it out of
+    /// the session, so it can be added again later. Returns `None` when it is not in the session.
+    pub async fn remove_torrent(&self, info_hash: &[u8; 20]) -> Option<TorrentHandle> {
+        let handle = {
+            let mut torrents = self.shared.torrents();
+            let handle = torrents.remove(info_hash)?;
+            torrents.remove(&handle.info_hash());
+            if let Some(alt) = handle.alt_info_hash() {
+                torrents.remove(&alt);
+            }
+            handle
+        };
+        handle.stop().await;
+        Some(handle)
+    }
+
     /// Stops every torrent (announcing `stopped` and writing resume records).
     pub async fn shutdown(&self) {
         let torrents: Vec<TorrentHandle> = self

@@ -82,6 +82,31 @@ pub struct Stats {
     pub banned_peers: Vec<String>,
 }
 
+/// A snapshot of one connected peer.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The peer's address on this connection.
+    pub addr: SocketAddr,
+    /// The peer id from its handshake (the client prefix names its software).
+    pub peer_id: [u8; 20],
+    /// How the connection is carried.
+    pub transport: crate::Transport,
+    /// The peer wants pieces from us.
+    pub interested: bool,
+    /// We let the peer request pieces.
+    pub unchoked: bool,
+    /// The peer has every piece.
+    pub is_seed: bool,
+    /// Payload bytes received from the peer on this connection.
+    pub downloaded: u64,
+    /// Payload bytes sent to the peer on this connection.
+    pub uploaded: u64,
+    /// Recent rate from the peer.
+    pub download_rate_bytes_per_s: u64,
+    /// Recent rate to the peer.
+    pub upload_rate_bytes_per_s: u64,
+}
+
 /// Commands from the torrent to one peer's task.
 #[derive(Debug)]
 pub(crate) enum PeerCmd {
@@ -553,6 +578,32 @@ impl TorrentHandle {
             hash_failures: inner.hash_failures,
             banned_peers: inner.banned_list.clone(),
         }
+    }
+
+    /// The connected peers, in no particular order.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let inner = self.shared.lock();
+        inner
+            .peers
+            .values()
+            .map(|p| PeerInfo {
+                addr: p.addr,
+                peer_id: p.peer_id,
+                transport: p.transport,
+                interested: p.interested,
+                unchoked: p.unchoked,
+                is_seed: p.is_seed,
+                downloaded: p.counters.down.load(Relaxed),
+                uploaded: p.counters.up.load(Relaxed),
+                download_rate_bytes_per_s: p.counters.down_rate.load(Relaxed),
+                upload_rate_bytes_per_s: p.counters.up_rate.load(Relaxed),
+            })
+            .collect()
+    }
+
+    /// The pieces verified now.
+    pub fn have(&self) -> wire::Bitfield {
+        self.shared.lock().picker.have().clone()
     }
 
     /// Waits until every piece is verified, or returns the error that stopped the torrent.

@@ -1,0 +1,539 @@
+//! `btt node`: the daemon. A torrent session, the chain (a single-validator chain in-process, a
+//! remote node, or none), and the HTTP API, Transmission RPC and web UI on one port.
+//!
+//! Settings come from, in rising priority: built-in defaults, the TOML config file
+//! (`$XDG_CONFIG_HOME/btt/<network>/node.toml` unless `--config` names one), environment
+//! variables, and flags. Every config key has a flag and an environment twin (see `docs/node.md`).
+//!
+//! Data layout under the data directory (`$XDG_DATA_HOME/btt/<network>` by default):
+//! `torrents/` (the torrent list and .torrent files), `session/` (resume records, DHT nodes),
+//! `downloads/` (the default download directory), `chain/` (the local chain), `keystore/`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// `btt node`
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct NodeArgs {
+    /// Config file (TOML). Default: $XDG_CONFIG_HOME/btt/<network>/node.toml when it exists.
+    #[arg(long, env = "BTT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Network name; data and config live in a subfolder of this name. [config: network]
+    #[arg(long, env = "BTT_NETWORK")]
+    network: Option<String>,
+    /// Data directory. [config: data_dir] (default: $XDG_DATA_HOME/btt/<network>)
+    #[arg(long, env = "BTT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Where new torrents download to. [config: download_dir] (default: <data_dir>/downloads)
+    #[arg(long, env = "BTT_DOWNLOAD_DIR")]
+    download_dir: Option<PathBuf>,
+    /// Address of the HTTP API, Transmission RPC and web UI. [config: http.listen] (default: 127.0.0.1:9091)
+    #[arg(long, env = "BTT_HTTP")]
+    http: Option<SocketAddr>,
+    /// User name for HTTP basic auth (required to listen beyond loopback). [config: http.username]
+    #[arg(long, env = "BTT_HTTP_USERNAME")]
+    http_username: Option<String>,
+    /// Password for HTTP basic auth. [config: http.password]
+    #[arg(long, env = "BTT_HTTP_PASSWORD", hide_env_values = true)]
+    http_password: Option<String>,
+    /// TCP/uTP port for peers (0 picks a free one). [config: peer.listen_port] (default: 6881)
+    #[arg(long, env = "BTT_LISTEN_PORT")]
+    listen_port: Option<u16>,
+    /// Address for peers. [config: peer.listen_ip] (default: 0.0.0.0)
+    #[arg(long, env = "BTT_LISTEN_IP")]
+    listen_ip: Option<IpAddr>,
+    /// Most peer connections per torrent. [config: peer.max_connections] (default: 50)
+    #[arg(long, env = "BTT_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Peers unchoked at once, plus one optimistic. [config: peer.upload_slots] (default: 8)
+    #[arg(long, env = "BTT_UPLOAD_SLOTS")]
+    upload_slots: Option<usize>,
+    /// Download limit, bytes per second, 0 = none. [config: peer.download_limit]
+    #[arg(long, env = "BTT_DOWNLOAD_LIMIT")]
+    download_limit: Option<u64>,
+    /// Upload limit, bytes per second, 0 = none. [config: peer.upload_limit]
+    #[arg(long, env = "BTT_UPLOAD_LIMIT")]
+    upload_limit: Option<u64>,
+    /// DHT on or off. [config: peer.dht] (default: true)
+    #[arg(long, env = "BTT_DHT")]
+    dht: Option<bool>,
+    /// DHT bootstrap nodes, HOST:PORT, comma-separated. [config: peer.dht_bootstrap] (default: the public routers)
+    #[arg(long, env = "BTT_DHT_BOOTSTRAP", value_delimiter = ',')]
+    dht_bootstrap: Option<Vec<String>>,
+    /// Local service discovery on or off. [config: peer.lsd] (default: true)
+    #[arg(long, env = "BTT_LSD")]
+    lsd: Option<bool>,
+    /// Peer exchange on or off. [config: peer.pex] (default: true)
+    #[arg(long, env = "BTT_PEX")]
+    pex: Option<bool>,
+    /// uTP on or off. [config: peer.utp] (default: true)
+    #[arg(long, env = "BTT_UTP")]
+    utp: Option<bool>,
+    /// Chain: `local` (a single validator in this process), `remote` (use --chain-rpc) or `off`. [config: chain.mode] (default: local)
+    #[arg(long, env = "BTT_CHAIN")]
+    chain: Option<ChainMode>,
+    /// JSON-RPC URL of a remote chain node. [config: chain.rpc]
+    #[arg(long, env = "BTT_CHAIN_RPC")]
+    chain_rpc: Option<String>,
+    /// Where the local chain serves JSON-RPC. [config: chain.rpc_listen] (default: 127.0.0.1:8545)
+    #[arg(long, env = "BTT_CHAIN_RPC_LISTEN")]
+    chain_rpc_listen: Option<SocketAddr>,
+    /// Where the local chain's consensus listens. [config: chain.p2p_listen] (default: 127.0.0.1:30300)
+    #[arg(long, env = "BTT_CHAIN_P2P_LISTEN")]
+    chain_p2p_listen: Option<SocketAddr>,
+    /// Log format: `text` or `json`. [config: log.format] (default: text)
+    #[arg(long, env = "BTT_LOG_FORMAT")]
+    pub(crate) log_format: Option<LogFormat>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// Where chain data comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ChainMode {
+    /// A single-validator chain in this process.
+    Local,
+    /// A chain node elsewhere (`chain.rpc`).
+    Remote,
+    /// No chain.
+    Off,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The config file, and the effective configuration after env and flags.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    network: Option<String>,
+    data_dir: Option<PathBuf>,
+    download_dir: Option<PathBuf>,
+    #[serde(default)]
+    http: HttpSection,
+    #[serde(default)]
+    peer: PeerSection,
+    #[serde(default)]
+    chain: ChainSection,
+    #[serde(default)]
+    log: LogSection,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    listen: Option<SocketAddr>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerSection {
+    listen_port: Option<u16>,
+    listen_ip: Option<IpAddr>,
+    max_connections: Option<usize>,
+    upload_slots: Option<usize>,
+    download_limit: Option<u64>,
+    upload_limit: Option<u64>,
+    dht: Option<bool>,
+    dht_bootstrap: Option<Vec<String>>,
+    lsd: Option<bool>,
+    pex: Option<bool>,
+    utp: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChainSection {
+    mode: Option<ChainMode>,
+    rpc: Option<String>,
+    rpc_listen: Option<SocketAddr>,
+    p2p_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    format: Option<LogFormat>,
+}
+
+/// Everything resolved.
+#[derive(Debug, Clone)]
+struct Settings {
+    network: String,
+    data_dir: PathBuf,
+    download_dir: PathBuf,
+    http: SocketAddr,
+    credentials: Option<api::Credentials>,
+    session: crate::SessionArgs,
+    chain: ChainMode,
+    chain_rpc: Option<String>,
+    chain_rpc_listen: SocketAddr,
+    chain_p2p_listen: SocketAddr,
+    log_format: LogFormat,
+}
+
+fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
+    if let Some(x) = std::env::var_os(var).filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("btt");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(fallback).join("btt"),
+        None => PathBuf::from(".btt"),
+    }
+}
+
+/// Reads the config file and merges env and flags over it.
+fn resolve(a: &NodeArgs) -> Result<(Settings, FileConfig)> {
+    let pre_network = a.network.clone().unwrap_or_else(|| "local".into());
+    let (path, required) = match &a.config {
+        Some(p) => (p.clone(), true),
+        None => (
+            xdg_dir("XDG_CONFIG_HOME", ".config")
+                .join(&pre_network)
+                .join("node.toml"),
+            false,
+        ),
+    };
+    let file: FileConfig = match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text)
+            .with_context(|| format!("config file {} is invalid", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => FileConfig::default(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let network = a
+        .network
+        .clone()
+        .or(file.network.clone())
+        .unwrap_or_else(|| "local".into());
+    if network.is_empty()
+        || !network
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("network name {network:?} must be letters, digits, '-' or '_'");
+    }
+    let data_dir = a
+        .data_dir
+        .clone()
+        .or(file.data_dir.clone())
+        .unwrap_or_else(|| xdg_dir("XDG_DATA_HOME", ".local/share").join(&network));
+    let data_dir = absolute(&data_dir)?;
+    let download_dir = absolute(
+        &a.download_dir
+            .clone()
+            .or(file.download_dir.clone())
+            .unwrap_or_else(|| data_dir.join("downloads")),
+    )?;
+    let http = a
+        .http
+        .or(file.http.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9091)));
+    let username = a.http_username.clone().or(file.http.username.clone());
+    let password = a.http_password.clone().or(file.http.password.clone());
+    let credentials = match (username, password) {
+        (Some(username), Some(password)) => Some(api::Credentials { username, password }),
+        (None, None) => None,
+        _ => bail!("give both an HTTP user name and a password, or neither"),
+    };
+    let p = &file.peer;
+    let dht = a.dht.or(p.dht).unwrap_or(true);
+    let session = crate::SessionArgs {
+        listen_port: a.listen_port.or(p.listen_port).unwrap_or(6881),
+        listen_ip: a
+            .listen_ip
+            .or(p.listen_ip)
+            .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        peers: Vec::new(),
+        data_dir: Some(data_dir.join("session")),
+        download_limit: a.download_limit.or(p.download_limit).unwrap_or(0),
+        upload_limit: a.upload_limit.or(p.upload_limit).unwrap_or(0),
+        max_connections: a.max_connections.or(p.max_connections).unwrap_or(50),
+        upload_slots: a.upload_slots.or(p.upload_slots).unwrap_or(8),
+        log_interval: 5,
+        discovery: crate::DiscoveryArgs {
+            no_dht: !dht,
+            dht_bootstrap: a
+                .dht_bootstrap
+                .clone()
+                .or(p.dht_bootstrap.clone())
+                .unwrap_or_default(),
+            dht_port: None,
+            dht_read_only: false,
+            no_lsd: !a.lsd.or(p.lsd).unwrap_or(true),
+            no_pex: !a.pex.or(p.pex).unwrap_or(true),
+            no_utp: !a.utp.or(p.utp).unwrap_or(true),
+        },
+    };
+    let chain = a.chain.or(file.chain.mode).unwrap_or(ChainMode::Local);
+    let chain_rpc = a.chain_rpc.clone().or(file.chain.rpc.clone());
+    if chain == ChainMode::Remote && chain_rpc.is_none() {
+        bail!("chain mode remote needs the node's JSON-RPC URL: --chain-rpc http://HOST:PORT");
+    }
+    let settings = Settings {
+        network,
+        data_dir,
+        download_dir,
+        http,
+        credentials,
+        session,
+        chain,
+        chain_rpc,
+        chain_rpc_listen: a
+            .chain_rpc_listen
+            .or(file.chain.rpc_listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8545))),
+        chain_p2p_listen: a
+            .chain_p2p_listen
+            .or(file.chain.p2p_listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 30300))),
+        log_format: a.log_format.or(file.log.format).unwrap_or(LogFormat::Text),
+    };
+    Ok((settings, file))
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    Ok(std::env::current_dir()
+        .context("cannot read the current directory")?
+        .join(p))
+}
+
+/// The effective configuration as a config file would say it.
+fn effective_toml(s: &Settings) -> Result<String> {
+    let d = &s.session.discovery;
+    let file = FileConfig {
+        network: Some(s.network.clone()),
+        data_dir: Some(s.data_dir.clone()),
+        download_dir: Some(s.download_dir.clone()),
+        http: HttpSection {
+            listen: Some(s.http),
+            username: s.credentials.as_ref().map(|c| c.username.clone()),
+            // Never printed.
+            password: s.credentials.as_ref().map(|_| "<set>".into()),
+        },
+        peer: PeerSection {
+            listen_port: Some(s.session.listen_port),
+            listen_ip: Some(s.session.listen_ip),
+            max_connections: Some(s.session.max_connections),
+            upload_slots: Some(s.session.upload_slots),
+            download_limit: Some(s.session.download_limit),
+            upload_limit: Some(s.session.upload_limit),
+            dht: Some(!d.no_dht),
+            dht_bootstrap: Some(d.dht_bootstrap.clone()),
+            lsd: Some(!d.no_lsd),
+            pex: Some(!d.no_pex),
+            utp: Some(!d.no_utp),
+        },
+        chain: ChainSection {
+            mode: Some(s.chain),
+            rpc: s.chain_rpc.clone(),
+            rpc_listen: Some(s.chain_rpc_listen),
+            p2p_listen: Some(s.chain_p2p_listen),
+        },
+        log: LogSection {
+            format: Some(s.log_format),
+        },
+    };
+    Ok(toml::to_string(&file)?)
+}
+
+/// The log format asked for by flag, env or config file (for setting up logging before the rest).
+pub(crate) fn log_format(a: &NodeArgs) -> LogFormat {
+    resolve(a)
+        .map(|(s, _)| s.log_format)
+        .unwrap_or(LogFormat::Text)
+}
+
+pub(crate) fn run(a: NodeArgs) -> Result<()> {
+    let (settings, _) = resolve(&a)?;
+    if a.print_config {
+        print!("{}", effective_toml(&settings)?);
+        return Ok(());
+    }
+    let rt = crate::runtime()?;
+    rt.block_on(serve(settings))
+}
+
+async fn serve(s: Settings) -> Result<()> {
+    for dir in [&s.data_dir, &s.download_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let chain_node = match s.chain {
+        ChainMode::Local => Some(start_local_chain(&s).await?),
+        _ => None,
+    };
+    let chain = match (s.chain, &chain_node) {
+        (ChainMode::Local, Some(node)) => {
+            api::chain::ChainSource::local(&format!("http://{}", node.rpc_addr()))?
+        }
+        (ChainMode::Remote, _) => {
+            api::chain::ChainSource::remote(s.chain_rpc.as_deref().unwrap_or_default())?
+        }
+        _ => api::chain::ChainSource::off(),
+    };
+    let session = crate::start_session(&s.session).await?;
+    let library = api::Library::open(
+        session.clone(),
+        api::LibraryConfig {
+            dir: s.data_dir.join("torrents"),
+            download_dir: s.download_dir.clone(),
+            resume_dir: s.data_dir.join("session").join("resume"),
+        },
+    )
+    .await?;
+    let server = api::Server::start(
+        api::Config {
+            listen: s.http,
+            credentials: s.credentials.clone(),
+            network: s.network.clone(),
+            keystore_dir: Some(s.data_dir.join("keystore")),
+            ..api::Config::default()
+        },
+        library.clone(),
+        chain.clone(),
+    )
+    .await?;
+    let addr = server.local_addr();
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    println!(
+        "btt node: web UI and API on http://{host}:{}/ (network {}, data {}, peers on port {}, chain {})",
+        addr.port(),
+        s.network,
+        s.data_dir.display(),
+        session.listen_port(),
+        match chain.rpc_url() {
+            Some(url) => format!("{:?} at {url}", s.chain).to_lowercase(),
+            None => "off".into(),
+        }
+    );
+    tracing::info!(http = %addr, peer_port = session.listen_port(), "node running");
+    crate::shutdown_signal().await;
+    eprintln!("btt node: stopping (writing resume records)");
+    server.stop().await;
+    library.shutdown().await;
+    if let Some(node) = chain_node {
+        node.stop().await?;
+    }
+    Ok(())
+}
+
+/// Starts the in-process single-validator chain, creating it on first start.
+async fn start_local_chain(s: &Settings) -> Result<chain_node::Node> {
+    let dir = s.data_dir.join("chain");
+    let config_path = dir.join("node-0").join("config.toml");
+    if !config_path.exists() {
+        if dir.join("genesis.json").exists() {
+            bail!(
+                "{} has a genesis but no node-0/config.toml; move the directory away to start a new local chain",
+                dir.display()
+            );
+        }
+        crate::chain_cmd::init_local(&dir)?;
+    }
+    let mut config = chain_node::NodeConfig::load(&config_path)?;
+    config.rpc.listen = s.chain_rpc_listen;
+    config.p2p.listen = s.chain_p2p_listen;
+    chain_node::Node::start(&config).await.with_context(|| {
+        format!(
+            "cannot start the local chain (JSON-RPC {}, p2p {}); choose other ports with --chain-rpc-listen/--chain-p2p-listen or run with --chain off",
+            s.chain_rpc_listen, s.chain_p2p_listen
+        )
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "network = \"test\"\ndata_dir = \"/srv/btt\"\n[http]\nlisten = \"127.0.0.1:9999\"\n[peer]\nlisten_port = 7000\nupload_slots = 3\n[chain]\nmode = \"off\"\n",
+        )
+        .unwrap();
+        let a = NodeArgs {
+            config: Some(path.clone()),
+            listen_port: Some(7001),
+            ..NodeArgs::default()
+        };
+        let (s, _) = resolve(&a).unwrap();
+        assert_eq!(s.network, "test");
+        assert_eq!(s.data_dir, PathBuf::from("/srv/btt"));
+        assert_eq!(s.download_dir, PathBuf::from("/srv/btt/downloads"));
+        assert_eq!(s.http, "127.0.0.1:9999".parse().unwrap());
+        assert_eq!(s.session.listen_port, 7001);
+        assert_eq!(s.session.upload_slots, 3);
+        assert_eq!(s.session.max_connections, 50);
+        assert_eq!(s.chain, ChainMode::Off);
+        // The printed config reads back to the same settings.
+        let printed = effective_toml(&s).unwrap();
+        std::fs::write(&path, printed).unwrap();
+        let (again, _) = resolve(&NodeArgs {
+            config: Some(path),
+            ..NodeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(again.session.listen_port, 7001);
+        assert_eq!(again.chain_rpc_listen, s.chain_rpc_listen);
+    }
+
+    #[test]
+    fn bad_config_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "[peer]\nlisten_prot = 1\n").unwrap();
+        let err = resolve(&NodeArgs {
+            config: Some(path),
+            ..NodeArgs::default()
+        })
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("node.toml is invalid"),
+            "{err:#}"
+        );
+        let err = resolve(&NodeArgs {
+            chain: Some(ChainMode::Remote),
+            config: Some(dir.path().join("missing.toml")),
+            ..NodeArgs::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("cannot read"), "{err:#}");
+    }
+
+    #[test]
+    fn half_credentials_are_refused() {
+        let err = resolve(&NodeArgs {
+            http_username: Some("u".into()),
+            network: Some("x".into()),
+            data_dir: Some("/tmp/x".into()),
+            ..NodeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("user name and a password"));
+    }
+}
