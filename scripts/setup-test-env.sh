@@ -10,13 +10,15 @@
 # missing ones otherwise.
 set -euo pipefail
 
-PACKAGES=(python3-libtorrent aria2 transmission-daemon transmission-cli opentracker python3-pytest time iproute2 util-linux python3-pip)
+PACKAGES=(python3-libtorrent aria2 transmission-daemon transmission-cli opentracker python3-pytest time iproute2 util-linux python3-pip chromium)
 # Node.js for the ethers interop script. A Node.js from elsewhere (e.g. NodeSource, which
 # bundles npm) is used as is: Debian's npm package would conflict with it.
 NODE_PACKAGES=(nodejs npm)
 # Ethereum client libraries from the package registries, pinned exactly. ethers is pinned in
 # tests/interop/js/package.json and its committed package-lock.json (installed with `npm ci`).
 WEB3_VERSION=7.16.0
+# The Transmission RPC client that Python remotes use, driving btt node's Transmission RPC.
+TRANSMISSION_RPC_VERSION=7.0.11
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JS_DIR=$REPO/tests/interop/js
 # Debian's interpreter: python3-libtorrent and python3-pytest install there,
@@ -37,19 +39,28 @@ check_time() { [ -x /usr/bin/time ]; }
 # The LSD test runs two btt processes in a network namespace of their own.
 check_netns() { command -v ip >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1; }
 check_pip() { "$PY" -m pip --version >/dev/null 2>&1; }
+# The web UI test drives Debian's Chromium with playwright-core (which cannot download a browser here).
+check_chromium() { [ -x /usr/bin/chromium ] && /usr/bin/chromium --version 2>/dev/null | grep -q Chromium; }
 check_node() {
     command -v npm >/dev/null 2>&1 &&
         node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' >/dev/null 2>&1
 }
 # Registry installs (after apt): web3.py importable from Debian's python, ethers in tests/interop/js.
 check_web3() { "$PY" -c "import web3, sys; sys.exit(web3.__version__ != '$WEB3_VERSION')" >/dev/null 2>&1; }
+check_transmission_rpc() {
+    [ "$("$PY" -m pip show transmission-rpc 2>/dev/null | sed -n 's/^Version: //p')" = "$TRANSMISSION_RPC_VERSION" ]
+}
+# Every dependency in package.json is installed at its pinned version.
 check_ethers() {
-    local want
-    want=$(node -p 'require(process.argv[1]).dependencies.ethers' "$JS_DIR/package.json" 2>/dev/null) &&
-        [ -n "$want" ] &&
-        [ "$(node -p 'require(process.argv[1]).version' "$JS_DIR/node_modules/ethers/package.json" 2>/dev/null)" = "$want" ] &&
-        # npm ci records what it installed; a changed lock file means a reinstall.
-        [ "$JS_DIR/node_modules/.package-lock.json" -nt "$JS_DIR/package-lock.json" ]
+    local pkg want
+    for pkg in ethers playwright-core; do
+        want=$(node -p "require(process.argv[1]).dependencies['$pkg']" "$JS_DIR/package.json" 2>/dev/null) &&
+            [ -n "$want" ] &&
+            [ "$(node -p 'require(process.argv[1]).version' "$JS_DIR/node_modules/$pkg/package.json" 2>/dev/null)" = "$want" ] ||
+            return 1
+    done
+    # npm ci records what it installed; a changed lock file means a reinstall.
+    [ "$JS_DIR/node_modules/.package-lock.json" -nt "$JS_DIR/package-lock.json" ]
 }
 
 CHECKS=(
@@ -63,10 +74,12 @@ CHECKS=(
     "check_netns:iproute2 and util-linux (ip, unshare)"
     "check_pip:python3-pip ($PY -m pip --version)"
     "check_node:Node.js 18+ with npm (node, npm)"
+    "check_chromium:chromium (/usr/bin/chromium)"
 )
 REGISTRY_CHECKS=(
     "check_web3:web3==$WEB3_VERSION from PyPI ($PY -c 'import web3')"
-    "check_ethers:ethers from npm (npm ci in $JS_DIR)"
+    "check_ethers:ethers and playwright-core from npm (npm ci in $JS_DIR)"
+    "check_transmission_rpc:transmission-rpc==$TRANSMISSION_RPC_VERSION from PyPI"
 )
 
 # Prints the description of every failing check (of CHECKS, or of the named array);
@@ -137,6 +150,10 @@ if ! check_web3 && check_pip; then
     # dist-packages, which Debian's python imports and apt never touches.
     log "installing web3==$WEB3_VERSION for $PY"
     "$PY" -m pip install --quiet --break-system-packages --root-user-action=ignore "web3==$WEB3_VERSION"
+fi
+if ! check_transmission_rpc && check_pip; then
+    log "installing transmission-rpc==$TRANSMISSION_RPC_VERSION for $PY"
+    "$PY" -m pip install --quiet --break-system-packages --root-user-action=ignore "transmission-rpc==$TRANSMISSION_RPC_VERSION"
 fi
 if ! check_ethers && check_node; then
     log "installing the JavaScript clients in $JS_DIR (npm ci)"
