@@ -166,6 +166,11 @@ fn router(state: AppState) -> Router {
             "/transmission/rpc",
             post(crate::transmission::rpc).get(crate::transmission::rpc_get),
         )
+        // transmission-remote posts to `/transmission/rpc/`, with the slash.
+        .route(
+            "/transmission/rpc/",
+            post(crate::transmission::rpc).get(crate::transmission::rpc_get),
+        )
         .route("/metrics", get(crate::metrics::metrics))
         .merge(crate::ui::routes())
         .fallback(not_found)

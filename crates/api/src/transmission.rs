@@ -908,11 +908,12 @@ impl<'a> TorrentFields<'a> {
                 .enumerate()
                 .map(|(i, t)| {
                     let host = tracker_host(&t.url);
+                    let origin = tracker_origin(&t.url);
                     let scrape = scrape_url(&t.url);
                     if stats {
                         json!({
                             "id": i, "tier": t.tier, "announce": t.url, "scrape": scrape,
-                            "host": host, "sitename": host,
+                            "host": origin, "sitename": host,
                             "announceState": 0, "scrapeState": 0, "isBackup": false,
                             "hasAnnounced": false, "hasScraped": false,
                             "lastAnnounceSucceeded": false, "lastAnnounceResult": "",
@@ -1013,6 +1014,26 @@ fn tracker_host(url: &str) -> String {
         return format!("[{}]", v6.split(']').next().unwrap_or(""));
     }
     host_port.split(':').next().unwrap_or("").to_string()
+}
+
+/// `scheme://host:port` of a tracker URL, the port filled in for http and https: what
+/// Transmission shows as a tracker's `host`.
+fn tracker_origin(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = tracker_host(url);
+    let port = host_port[host.len().min(host_port.len())..]
+        .strip_prefix(':')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| match scheme {
+            "https" => "443".into(),
+            _ => "80".into(),
+        });
+    format!("{scheme}://{host}:{port}")
 }
 
 /// The scrape URL of an announce URL (BEP 48): the last path segment's `announce` becomes
@@ -1135,6 +1156,19 @@ mod tests {
         assert_eq!(tracker_host("udp://10.0.0.1:6969"), "10.0.0.1");
         assert_eq!(tracker_host("http://[::1]:80/announce"), "[::1]");
         assert_eq!(tracker_host("http://u:p@host/announce"), "host");
+        assert_eq!(
+            tracker_origin("http://t.example/announce"),
+            "http://t.example:80"
+        );
+        assert_eq!(
+            tracker_origin("https://t.example/a"),
+            "https://t.example:443"
+        );
+        assert_eq!(tracker_origin("udp://10.0.0.1:6969"), "udp://10.0.0.1:6969");
+        assert_eq!(
+            tracker_origin("http://[::1]:81/announce"),
+            "http://[::1]:81"
+        );
     }
 
     #[test]
