@@ -338,3 +338,94 @@ async fn events_stream_starts_with_a_snapshot_and_reports_additions() {
     drop(stream);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_required_when_set_and_beyond_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let session = engine::Session::start(crate::session_config(&tmp.path().join("s")))
+        .await
+        .unwrap();
+    let library = api::Library::open(
+        session,
+        api::LibraryConfig {
+            dir: tmp.path().join("t"),
+            download_dir: tmp.path().join("d"),
+            resume_dir: tmp.path().join("s/resume"),
+        },
+    )
+    .await
+    .unwrap();
+    // Beyond loopback without credentials: refused before anything is bound.
+    let err = api::Server::start(
+        api::Config {
+            listen: "0.0.0.0:0".parse().unwrap(),
+            ..api::Config::default()
+        },
+        library.clone(),
+        api::chain::ChainSource::off(),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        matches!(err, api::ServerError::NeedsCredentials(_)),
+        "{err}"
+    );
+
+    let server = api::Server::start(
+        api::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            credentials: Some(api::Credentials {
+                username: "admin".into(),
+                password: "s3cret".into(),
+            }),
+            ..api::Config::default()
+        },
+        library.clone(),
+        api::chain::ChainSource::off(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}", server.local_addr());
+    let get = |auth: Option<&'static str>, path: &'static str| {
+        let url = url.clone();
+        async move {
+            let headers: Vec<(&str, String)> = auth
+                .map(|a| vec![("Authorization", format!("Basic {}", b64(a.as_bytes())))])
+                .unwrap_or_default();
+            api::client::http_request(
+                "GET",
+                &format!("{url}{path}"),
+                &headers,
+                b"",
+                1 << 20,
+                LIMIT,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    for path in ["/", "/api/v1/torrents", "/metrics"] {
+        let r = get(None, path).await;
+        assert_eq!(r.status, 401, "{path}");
+        assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"btt\""));
+        assert_eq!(get(Some("admin:wrong"), path).await.status, 401, "{path}");
+        assert_eq!(get(Some("admin:s3cret"), path).await.status, 200, "{path}");
+    }
+    // The client sends them and does the session handshake itself.
+    let client = api::client::NodeClient::new(&url, Some(("admin", "s3cret"))).unwrap();
+    let list = client.call("GET", "/api/v1/torrents", None).await.unwrap();
+    assert_eq!(list["total"], 0);
+    let err = client
+        .call("POST", "/api/v1/torrents", Some(&json!({"magnet": "bad"})))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid magnet link"), "{err}");
+    let wrong = api::client::NodeClient::new(&url, Some(("admin", "nope"))).unwrap();
+    assert!(matches!(
+        wrong.call("GET", "/api/v1/torrents", None).await,
+        Err(api::client::ClientError::Api { status: 401, .. })
+    ));
+    server.stop().await;
+    library.shutdown().await;
+}
