@@ -39,6 +39,7 @@
 
   function fmtEta(t) {
     if (t.state === "seeding" || t.progress >= 1) return "done";
+    if (t.state === "stopped" || t.state === "error") return "—";
     if (t.eta_s === null || t.eta_s === undefined) return "∞";
     let s = Math.max(0, Math.round(t.eta_s));
     const parts = [];
@@ -111,9 +112,12 @@
 
   // ------------------------------------------------------------------ messages
 
-  function showMessage(text, kind = "error") {
+  // Messages sit in the page flow above the content, so they never cover a button. `topic`
+  // groups them: a later success on the same topic (say "add") clears the stale errors.
+  function showMessage(text, kind = "error", topic = "") {
     const box = document.createElement("div");
     box.className = "message " + kind;
+    box.dataset.topic = topic;
     box.setAttribute("role", kind === "error" ? "alert" : "status");
     box.dataset.testid = kind === "error" ? "error" : "notice";
     const span = document.createElement("span");
@@ -127,7 +131,11 @@
     $("messages").append(box);
     // Notices go away by themselves; errors stay until dismissed so they can be read.
     if (kind !== "error") setTimeout(() => box.remove(), 5000);
-    while ($("messages").children.length > 4) $("messages").firstElementChild.remove();
+    while ($("messages").children.length > 3) $("messages").firstElementChild.remove();
+  }
+
+  function clearMessages(topic) {
+    for (const m of [...$("messages").children]) if (m.dataset.topic === topic) m.remove();
   }
 
   // ------------------------------------------------------------------ API
@@ -616,7 +624,8 @@
     if (res && res.torrent) {
       upsert(res.torrent);
       renderAll();
-      showMessage("Added " + (res.torrent.name || label), "notice");
+      clearMessages("add");
+      showMessage("Added " + (res.torrent.name || label), "notice", "add");
     }
     return res;
   }
@@ -640,7 +649,7 @@
       if (extra.length) body.peers = extra;
       if ($("add-paused").checked) body.paused = true;
     } catch (e) {
-      showMessage("Cannot add: " + e.message);
+      showMessage("Cannot add: " + e.message, "error", "add");
       return;
     }
     submit.disabled = true;
@@ -648,7 +657,7 @@
       await addTorrent(body, file ? file.name : text);
       $("add-form").reset();
     } catch (e) {
-      showMessage("Cannot add " + (file ? file.name : "the link") + ": " + e.message);
+      showMessage("Cannot add " + (file ? file.name : "the link") + ": " + e.message, "error", "add");
     } finally {
       submit.disabled = false;
     }
