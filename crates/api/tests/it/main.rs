@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod native;
+mod transmission;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
