@@ -751,7 +751,7 @@
     setText($("detail-name"), t.name || t.hash);
     const pairs = [
       ["State", t.state + (t.error ? ": " + t.error : "")],
-      ["Progress", fmtPercent(t.progress) + " of " + fmtBytes(t.size_bytes)],
+      ["Progress", t.size_bytes ? fmtPercent(t.progress) + " of " + fmtBytes(t.size_bytes) : "size unknown until the metadata arrives"],
       ["Info-hash", t.hash],
       ["Pieces", t.pieces_have + " / " + t.pieces_total + (detailMeta && detailMeta.piece_length ? " × " + fmtBytes(detailMeta.piece_length) : "")],
       ["Downloaded", fmtBytes(t.downloaded_bytes)],
