@@ -23,15 +23,6 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     )
 }
 
-const STATES: [&str; 6] = [
-    "metadata",
-    "checking",
-    "downloading",
-    "seeding",
-    "stopped",
-    "error",
-];
-
 fn render(torrents: &[TorrentView], stats: &StatsView, chain: &crate::chain::ChainView) -> String {
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
@@ -48,7 +39,7 @@ fn render(torrents: &[TorrentView], stats: &StatsView, chain: &crate::chain::Cha
         "Version of this node.",
         &[(format!("{{version=\"{}\"}}", crate::VERSION), "1".into())],
     );
-    let by_state: Vec<(String, String)> = STATES
+    let by_state: Vec<(String, String)> = crate::views::STATES
         .iter()
         .map(|s| {
             (

@@ -64,26 +64,16 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-const STATES: &[&str] = &[
-    "metadata",
-    "checking",
-    "downloading",
-    "seeding",
-    "stopped",
-    "error",
-    "active",
-];
-
 async fn list(
     State(app): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if let Some(s) = &q.state {
-        if !STATES.contains(&s.as_str()) {
+        if s != "active" && !crate::views::STATES.contains(&s.as_str()) {
             return Err(ApiError::bad_request(format!(
-                "unknown state {s:?}; one of {}",
-                STATES.join(", ")
+                "unknown state {s:?}; one of {}, active",
+                crate::views::STATES.join(", ")
             )));
         }
     }

@@ -9,6 +9,16 @@ use serde::Serialize;
 
 use crate::library::{hex20, TorrentId};
 
+/// Every value of [`TorrentView::state`], in life-cycle order.
+pub const STATES: [&str; 6] = [
+    "metadata",
+    "checking",
+    "downloading",
+    "seeding",
+    "stopped",
+    "error",
+];
+
 /// One torrent as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TorrentView {

@@ -171,13 +171,19 @@ fn new_account() -> Result<DevAccount> {
 
 /// Creates the single-validator chain of `btt node` in `dir` (ports are set at each start).
 pub(crate) fn init_local(dir: &Path) -> Result<()> {
+    let net = NetworkArgs {
+        validators: 1,
+        rpc_port: 8545,
+        p2p_port: 30300,
+    };
+    init_dev(dir, net)
+}
+
+/// A network of `net`'s size with the dev chain id and funded dev accounts.
+fn init_dev(dir: &Path, net: NetworkArgs) -> Result<()> {
     init(&InitArgs {
         dir: dir.to_path_buf(),
-        net: NetworkArgs {
-            validators: 1,
-            rpc_port: 8545,
-            p2p_port: 30300,
-        },
+        net,
         full_nodes: 0,
         chain_id: DEVNET_CHAIN_ID,
         accounts: 10,
@@ -402,15 +408,7 @@ fn devnet(a: DevnetArgs) -> Result<()> {
         None => std::env::temp_dir().join(format!("btt-devnet-{}", std::process::id())),
     };
     if !dir.join("genesis.json").exists() {
-        init(&InitArgs {
-            dir: dir.clone(),
-            net: a.net.clone(),
-            full_nodes: 0,
-            chain_id: DEVNET_CHAIN_ID,
-            accounts: 10,
-            balance: "1000000".into(),
-            json: false,
-        })?;
+        init_dev(&dir, a.net.clone())?;
     }
     let genesis = Genesis::load(&dir.join("genesis.json"))?;
     let accounts: Vec<DevAccount> = serde_json::from_str(

@@ -41,6 +41,7 @@ pub mod ratelimit;
 pub mod resume;
 mod session;
 pub mod storage;
+pub mod testkit;
 mod torrent;
 mod transport;
 mod webseed;

@@ -5,68 +5,15 @@
 mod native;
 mod transmission;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use api::client::{http_request, Reply};
 use api::{Library, LibraryConfig, Server};
-use engine::{AddTorrent, Config, Session, TorrentHandle};
-use metainfo::Torrent;
-use rand::{Rng, SeedableRng};
+use engine::Session;
 use serde_json::Value;
 
-/// Deterministic pseudo-random bytes.
-pub fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    rand::rngs::StdRng::seed_from_u64(seed).fill(&mut v[..]);
-    v
-}
-
-/// Writes `files` below `dir/name` and returns a v1 torrent of them.
-pub fn make_torrent(dir: &Path, name: &str, files: &[(&str, &[u8])], piece_length: u32) -> Torrent {
-    let specs: Vec<(Vec<String>, u64)> = files
-        .iter()
-        .map(|(p, d)| (p.split('/').map(String::from).collect(), d.len() as u64))
-        .collect();
-    let mut hasher = metainfo::create::PieceHasher::new(piece_length);
-    for (p, d) in files {
-        let path = dir.join(name).join(p);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, d).unwrap();
-        hasher.update(d);
-    }
-    metainfo::create::Builder::new(name, specs)
-        .unwrap()
-        .piece_length(piece_length)
-        .unwrap()
-        .build(hasher.finish())
-        .unwrap()
-}
-
-/// A TCP-only session on 127.0.0.1 (no DHT, no LSD).
-pub fn session_config(data_dir: &Path) -> Config {
-    Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data_dir.to_owned(),
-        utp: false,
-        ..Config::default()
-    }
-}
-
-/// A seeding session for `torrent` whose data is in `dir`.
-pub async fn seeder(
-    torrent: &Torrent,
-    dir: &Path,
-    data_dir: &Path,
-) -> (Session, TorrentHandle, SocketAddr) {
-    let s = Session::start(session_config(data_dir)).await.unwrap();
-    let mut add = AddTorrent::new(torrent.clone(), dir.to_owned());
-    add.seed_only = true;
-    let h = s.add_torrent(add).await.unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], s.listen_port()));
-    (s, h, addr)
-}
+pub use engine::testkit::{config as session_config, data, make_torrent, seeder};
 
 /// A node under test: session, library and server on one state directory.
 pub struct TestNode {

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use engine::{AddTorrent, Session};
+use std::net::SocketAddr;
+
+use engine::{AddTorrent, Config, Session};
 
 use crate::*;
 
