@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -94,6 +95,23 @@ def test_no_arguments_runs_the_embedded_default(swarm: peers.Swarm, tmp_path: Pa
     assert status == 200 and b"<html" in page.lower()
     _, _, metrics = _get("/metrics")
     assert re.search(rb"^btt_chain_height \d+$", metrics, re.M), metrics[:2000]
+
+    # The wallet panel shows the keystore `btt wallet` writes to by default, with the exact
+    # balance the local chain's genesis gave a dev account (1,000,000 BTT), and never a key.
+    dev = json.loads((data / "chain" / "accounts.json").read_text())[0]
+    key_file = tmp_path / "dev.key"
+    key_file.write_text(dev["private_key"] + "\n")
+    wallet_env = dict(env, WALLET_TEST_PASSWORD="correct horse")
+    r = subprocess.run([str(peers.btt_binary()), "wallet", "import", "--key-file", str(key_file),
+                        "--password-env", "WALLET_TEST_PASSWORD"],
+                       env=wallet_env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (home / "data" / "btt" / "keystore").is_dir()
+    status, _, raw = _get("/api/v1/wallet")
+    wallet = json.loads(raw)
+    assert [(a["address"].lower(), a["balance_wei"]) for a in wallet["accounts"]] == [
+        (dev["address"].lower(), str(1_000_000 * 10**18))], wallet
+    assert dev["private_key"][2:].lower() not in raw.decode().lower()
 
     # A paused torrent, so the list has something to keep.
     content = peers.make_single_file(tmp_path / "src", "kept.bin", 300_000, seed=3)

@@ -136,7 +136,8 @@ impl ChainSource {
         let mut out = Vec::with_capacity(addresses.len());
         for a in addresses {
             let balance = match &self.client {
-                Some(c) => c.balance(a).await.ok().map(|w| w.to_string()),
+                // Base units, not the BTT display form of `Wei`'s `Display`.
+                Some(c) => c.balance(a).await.ok().map(|w| w.0.to_string()),
                 None => None,
             };
             out.push(AccountView {

@@ -1040,7 +1040,7 @@
       const parts = [];
       const accounts = w.accounts || [];
       if (accounts.length === 0) {
-        parts.push(el("p", "muted", "No accounts. Create one with `btt wallet new`."));
+        parts.push(el("p", "muted", "No accounts. Create one with `btt wallet new` (with the node's --data-dir if it has one)."));
       } else {
         const list = el("ul", "accounts");
         for (const a of accounts) {

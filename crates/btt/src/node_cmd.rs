@@ -7,7 +7,8 @@
 //!
 //! Data layout under the data directory (`$XDG_DATA_HOME/btt/<network>` by default):
 //! `torrents/` (the torrent list and .torrent files), `session/` (resume records, DHT nodes),
-//! `downloads/` (the default download directory), `chain/` (the local chain), `keystore/`.
+//! `downloads/` (the default download directory), `chain/` (the local chain). The wallet's
+//! keystore is `btt wallet`'s own (see `--keystore`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,10 @@ pub(crate) struct NodeArgs {
     /// Data directory. [config: data_dir] (default: $XDG_DATA_HOME/btt/<network>)
     #[arg(long, env = "BTT_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Wallet keystore shown in the UI. [config: keystore] (default: <data_dir>/keystore when
+    /// --data-dir is given, else $XDG_DATA_HOME/btt/keystore, where `btt wallet` keeps keys)
+    #[arg(long, env = "BTT_KEYSTORE")]
+    keystore: Option<PathBuf>,
     /// Where new torrents download to. [config: download_dir] (default: <data_dir>/downloads)
     #[arg(long, env = "BTT_DOWNLOAD_DIR")]
     download_dir: Option<PathBuf>,
@@ -122,6 +127,7 @@ struct FileConfig {
     network: Option<String>,
     data_dir: Option<PathBuf>,
     download_dir: Option<PathBuf>,
+    keystore: Option<PathBuf>,
     #[serde(default)]
     http: HttpSection,
     #[serde(default)]
@@ -177,6 +183,7 @@ struct Settings {
     network: String,
     data_dir: PathBuf,
     download_dir: PathBuf,
+    keystore: PathBuf,
     http: SocketAddr,
     credentials: Option<api::Credentials>,
     session: crate::SessionArgs,
@@ -227,12 +234,23 @@ fn resolve(a: &NodeArgs) -> Result<(Settings, FileConfig)> {
     {
         bail!("network name {network:?} must be letters, digits, '-' or '_'");
     }
-    let data_dir = a
-        .data_dir
-        .clone()
-        .or(file.data_dir.clone())
-        .unwrap_or_else(|| xdg_dir("XDG_DATA_HOME", ".local/share").join(&network));
-    let data_dir = absolute(&data_dir)?;
+    let explicit_data_dir = a.data_dir.clone().or(file.data_dir.clone());
+    let data_dir = absolute(
+        &explicit_data_dir
+            .clone()
+            .unwrap_or_else(|| xdg_dir("XDG_DATA_HOME", ".local/share").join(&network)),
+    )?;
+    // Keys belong to the user, not to a network: by default the node shows the keystore that
+    // `btt wallet` uses, `<data dir>/keystore` with the same data dir.
+    let keystore = absolute(
+        &a.keystore
+            .clone()
+            .or(file.keystore.clone())
+            .unwrap_or_else(|| match &explicit_data_dir {
+                Some(_) => data_dir.join("keystore"),
+                None => xdg_dir("XDG_DATA_HOME", ".local/share").join("keystore"),
+            }),
+    )?;
     let download_dir = absolute(
         &a.download_dir
             .clone()
@@ -288,6 +306,7 @@ fn resolve(a: &NodeArgs) -> Result<(Settings, FileConfig)> {
         network,
         data_dir,
         download_dir,
+        keystore,
         http,
         credentials,
         session,
@@ -322,6 +341,7 @@ fn effective_toml(s: &Settings) -> Result<String> {
         network: Some(s.network.clone()),
         data_dir: Some(s.data_dir.clone()),
         download_dir: Some(s.download_dir.clone()),
+        keystore: Some(s.keystore.clone()),
         http: HttpSection {
             listen: Some(s.http),
             username: s.credentials.as_ref().map(|c| c.username.clone()),
@@ -403,7 +423,7 @@ async fn serve(s: Settings) -> Result<()> {
             listen: s.http,
             credentials: s.credentials.clone(),
             network: s.network.clone(),
-            keystore_dir: Some(s.data_dir.join("keystore")),
+            keystore_dir: Some(s.keystore.clone()),
             ..api::Config::default()
         },
         library.clone(),
@@ -485,6 +505,7 @@ mod tests {
         assert_eq!(s.network, "test");
         assert_eq!(s.data_dir, PathBuf::from("/srv/btt"));
         assert_eq!(s.download_dir, PathBuf::from("/srv/btt/downloads"));
+        assert_eq!(s.keystore, PathBuf::from("/srv/btt/keystore"));
         assert_eq!(s.http, "127.0.0.1:9999".parse().unwrap());
         assert_eq!(s.session.listen_port, 7001);
         assert_eq!(s.session.upload_slots, 3);

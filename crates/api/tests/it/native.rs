@@ -429,3 +429,101 @@ async fn credentials_are_required_when_set_and_beyond_loopback() {
     server.stop().await;
     library.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn magnet_links_and_urls_are_fetched_then_downloaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let payload = data(600_000, 8);
+    let t = make_torrent(&src, "by-magnet.bin", &[("x", &payload)], 65536);
+    let (_seed_session, _h, seed_addr) = seeder(&t, &src, &tmp.path().join("seed-state")).await;
+    let node = TestNode::start(&tmp.path().join("node")).await;
+
+    // A magnet link: metadata comes from the seeder (BEP 9), then the data.
+    let magnet = format!("magnet:?xt=urn:btih:{}&dn=by-magnet", t.info_hash.to_hex());
+    let (status, body) = node
+        .call(
+            "POST",
+            "/api/v1/torrents",
+            Some(json!({"magnet": magnet, "peers": [seed_addr.to_string()]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["torrent"]["name"], "by-magnet");
+    let id = body["torrent"]["id"].as_u64().unwrap();
+    let done = node.wait_for(id, LIMIT, |t| t["state"] == "seeding").await;
+    assert_eq!(
+        done["name"], "by-magnet.bin",
+        "the name comes from the fetched metadata"
+    );
+    assert_eq!(
+        std::fs::read(node.downloads.join("by-magnet.bin/x")).unwrap(),
+        payload
+    );
+    // The fetched metadata is kept, so a restart needs no peer to know the torrent.
+    let stored = node
+        .state
+        .join("torrents")
+        .join(format!("{}.torrent", t.info_hash.to_hex()));
+    assert_eq!(
+        metainfo::Torrent::from_bytes(&std::fs::read(stored).unwrap())
+            .unwrap()
+            .info_hash,
+        t.info_hash
+    );
+
+    // A URL: the node fetches the .torrent over HTTP. A one-shot server hands it out.
+    let other = make_torrent(&src, "by-url.bin", &[("y", &data(70_000, 9))], 16384);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/files/by-url.torrent",
+        listener.local_addr().unwrap()
+    );
+    let bytes = other.to_bytes();
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut req = vec![0u8; 4096];
+        let n = sock.read(&mut req).await.unwrap();
+        let head = String::from_utf8_lossy(&req[..n]).to_string();
+        sock.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-bittorrent\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                bytes.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        sock.write_all(&bytes).await.unwrap();
+        head
+    });
+    let (status, body) = node
+        .call(
+            "POST",
+            "/api/v1/torrents",
+            Some(json!({"url": url, "paused": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["torrent"]["hash"], other.info_hash.to_hex());
+    assert!(server
+        .await
+        .unwrap()
+        .starts_with("GET /files/by-url.torrent HTTP/1.1\r\n"));
+    // A URL that does not answer is a clear error and adds nothing.
+    let (status, body) = node
+        .call(
+            "POST",
+            "/api/v1/torrents",
+            Some(json!({"url": "http://127.0.0.1:1/none.torrent"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cannot fetch"));
+    let (_, list) = node.raw("GET", "/api/v1/torrents", &[], b"").await;
+    assert_eq!(list["total"], 2);
+    node.stop().await;
+}
