@@ -152,6 +152,16 @@ pub(crate) struct Record {
     pub(crate) queue_position: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) peers: Vec<SocketAddr>,
+    /// The torrent's own download limit, bytes per second (0 = none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) download_limit: u64,
+    /// The torrent's own upload limit, bytes per second (0 = none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) upload_limit: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -379,6 +389,8 @@ impl Library {
                 paused: opts.paused,
                 queue_position,
                 peers: opts.peers.clone(),
+                download_limit: 0,
+                upload_limit: 0,
             }
         };
         if let Some(t) = &torrent {
@@ -514,6 +526,51 @@ impl Library {
     /// Removes a torrent from the library, deleting its downloaded files when `delete_data`.
     pub async fn remove(&self, id: TorrentId, delete_data: bool) -> Result<(), LibraryError> {
         self.set_desired(id, Desired::Removed { delete_data }).await
+    }
+
+    /// Changes a torrent's own limits (bytes per second, 0 = none; `None` leaves one as it is).
+    /// They apply at once when it runs and are kept across restarts.
+    pub fn set_limits(
+        &self,
+        id: TorrentId,
+        download: Option<u64>,
+        upload: Option<u64>,
+    ) -> Result<TorrentView, LibraryError> {
+        let handle = {
+            let mut inner = self.shared.lock();
+            let e = inner
+                .entries
+                .get_mut(&id)
+                .ok_or_else(|| LibraryError::NotFound(id.0.to_string()))?;
+            if let Some(d) = download {
+                e.record.download_limit = d;
+            }
+            if let Some(u) = upload {
+                e.record.upload_limit = u;
+            }
+            e.handle
+                .clone()
+                .map(|h| (h, e.record.download_limit, e.record.upload_limit))
+        };
+        self.shared.save()?;
+        if let Some((h, d, u)) = handle {
+            h.set_rate_limits(d, u);
+        }
+        self.get(id)
+    }
+
+    /// The session's global (download, upload) limits, bytes per second, 0 = none.
+    pub fn session_limits(&self) -> (u64, u64) {
+        self.shared.session.rate_limits()
+    }
+
+    /// Changes the global limits until the node stops (the config file holds the lasting
+    /// ones); `None` leaves one as it is.
+    pub fn set_session_limits(&self, download: Option<u64>, upload: Option<u64>) {
+        let (d, u) = self.session_limits();
+        self.shared
+            .session
+            .set_rate_limits(download.unwrap_or(d), upload.unwrap_or(u));
     }
 
     /// Moves torrents to the top of the queue, keeping their relative order.
@@ -751,8 +808,16 @@ async fn run(
         .get(&id)
         .map(|e| e.record.peers.clone())
         .unwrap_or(peers);
+    let limits = s
+        .lock()
+        .entries
+        .get(&id)
+        .map(|e| (e.record.download_limit, e.record.upload_limit))
+        .unwrap_or_default();
     let mut add = AddTorrent::new((*torrent).clone(), dir);
     add.peers = peers;
+    add.download_rate_limit = limits.0;
+    add.upload_rate_limit = limits.1;
     match s.session.add_torrent(add).await {
         Ok(handle) => {
             let mut inner = s.lock();
@@ -936,6 +1001,8 @@ mod tests {
                 paused: true,
                 queue_position: 0,
                 peers: vec![],
+                download_limit: 0,
+                upload_limit: 0,
             }],
         };
         let json = serde_json::to_string(&file).unwrap();

@@ -25,10 +25,13 @@ const MAX_PAGE: usize = 1000;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/session", get(session))
+        .route("/api/v1/session", get(session).patch(set_session))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/torrents", get(list).post(add))
-        .route("/api/v1/torrents/{id}", get(show).delete(remove))
+        .route(
+            "/api/v1/torrents/{id}",
+            get(show).delete(remove).patch(set_torrent),
+        )
         .route("/api/v1/torrents/{id}/start", post(start))
         .route("/api/v1/torrents/{id}/stop", post(stop))
         .route("/api/v1/torrents/{id}/files", get(files))
@@ -42,13 +45,47 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 async fn session(State(app): State<AppState>) -> Json<Value> {
+    let (download_limit, upload_limit) = app.library.session_limits();
     Json(json!({
+        "download_limit": download_limit,
+        "upload_limit": upload_limit,
         "version": crate::VERSION,
         "session_id": &*app.session_id,
         "peer_port": app.library.session().listen_port(),
         "download_dir": app.library.download_dir().display().to_string(),
         "network": app.config.network,
     }))
+}
+
+/// Limits to change, bytes per second (0 = none); a missing one stays as it is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsBody {
+    download_limit: Option<u64>,
+    upload_limit: Option<u64>,
+}
+
+async fn set_session(
+    State(app): State<AppState>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let b: LimitsBody = parse_json(&body?)?;
+    app.library
+        .set_session_limits(b.download_limit, b.upload_limit);
+    Ok(session(State(app)).await)
+}
+
+async fn set_torrent(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let b: LimitsBody = parse_json(&body?)?;
+    let id = app.library.resolve(&id)?;
+    let view = app
+        .library
+        .set_limits(id, b.download_limit, b.upload_limit)?;
+    Ok(Json(json!({"torrent": view})))
 }
 
 async fn stats(State(app): State<AppState>) -> Json<Value> {

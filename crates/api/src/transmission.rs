@@ -168,18 +168,14 @@ async fn dispatch(app: &AppState, method: &str, args: &Map<String, Value>) -> An
     let lib = &app.library;
     match method {
         "session-get" => Ok(handle_session_get(app, args)),
-        "session-set" => Ok(Map::new()),
+        "session-set" => handle_session_set(lib, args),
         "session-stats" => Ok(handle_session_stats(lib)),
         "session-close" => Err(RpcError::Unsupported(
             "session-close is not supported; stop the node with SIGTERM or `btt node` controls",
         )),
         "torrent-add" => handle_torrent_add(lib, args).await,
         "torrent-get" => handle_torrent_get(app, args),
-        "torrent-set" => {
-            // Nothing per torrent is settable yet; unknown ids are fine, a bad `ids` is not.
-            selected(lib, args)?;
-            Ok(Map::new())
-        }
+        "torrent-set" => handle_torrent_set(lib, args),
         "torrent-start" | "torrent-start-now" => handle_start_stop(lib, args, true).await,
         "torrent-stop" => handle_start_stop(lib, args, false).await,
         "torrent-verify" => handle_verify(lib, args).await,
@@ -230,6 +226,7 @@ fn handle_session_get(app: &AppState, args: &Map<String, Value>) -> Map<String, 
     let download_dir = lib.download_dir().display().to_string();
     let free = free_bytes(lib.download_dir()).map_or(-1, |(free, _)| free as i64);
     let version = format!("{TRANSMISSION_VERSION} (btt {})", crate::VERSION);
+    let (session_down, session_up) = lib.session_limits();
     let all: Map<String, Value> = [
         ("alt-speed-down", json!(50)),
         ("alt-speed-enabled", json!(false)),
@@ -257,12 +254,19 @@ fn handle_session_get(app: &AppState, args: &Map<String, Value>) -> Map<String, 
             json!(lib.download_dir().display().to_string()),
         ),
         ("incomplete-dir-enabled", json!(false)),
-        ("lpd-enabled", json!(false)),
-        ("peer-limit-global", json!(200)),
-        ("peer-limit-per-torrent", json!(50)),
+        ("lpd-enabled", json!(lib.session().config().lsd)),
+        (
+            "peer-limit-global",
+            json!(lib.session().config().max_connections),
+        ),
+        (
+            "peer-limit-per-torrent",
+            json!(lib.session().config().max_connections_per_torrent),
+        ),
         ("peer-port", json!(lib.session().listen_port())),
         ("peer-port-random-on-start", json!(false)),
-        ("pex-enabled", json!(true)),
+        ("pex-enabled", json!(lib.session().config().pex)),
+        ("utp-enabled", json!(lib.session().config().utp)),
         ("port-forwarding-enabled", json!(false)),
         ("queue-stalled-enabled", json!(false)),
         ("queue-stalled-minutes", json!(30)),
@@ -281,10 +285,10 @@ fn handle_session_get(app: &AppState, args: &Map<String, Value>) -> Map<String, 
         ("seedRatioLimit", json!(SEED_RATIO_LIMIT)),
         ("seedRatioLimited", json!(false)),
         ("session-id", json!(&*app.session_id)),
-        ("speed-limit-down", json!(100)),
-        ("speed-limit-down-enabled", json!(false)),
-        ("speed-limit-up", json!(100)),
-        ("speed-limit-up-enabled", json!(false)),
+        ("speed-limit-down", json!(limit_kb(session_down))),
+        ("speed-limit-down-enabled", json!(session_down > 0)),
+        ("speed-limit-up", json!(limit_kb(session_up))),
+        ("speed-limit-up-enabled", json!(session_up > 0)),
         ("start-added-torrents", json!(true)),
         ("trash-original-torrent-files", json!(false)),
         (
@@ -436,6 +440,85 @@ impl Selector {
             }
         }
     }
+}
+
+/// Transmission's speed unit (`speed-bytes` in `session-get`'s `units`).
+const SPEED_BYTES: u64 = 1000;
+/// What Transmission shows as a limit that is not enabled.
+const DEFAULT_LIMIT_KB: u64 = 100;
+
+/// A limit in Transmission's kB/s; an unset one shows Transmission's default value.
+fn limit_kb(bytes_per_s: u64) -> u64 {
+    if bytes_per_s == 0 {
+        DEFAULT_LIMIT_KB
+    } else {
+        bytes_per_s.div_ceil(SPEED_BYTES)
+    }
+}
+
+/// Reads a Transmission limit pair (`value` in kB/s and `enabled`) against the current limit in
+/// bytes per second. `None`: nothing asked. Transmission keeps a value while a limit is off; we
+/// keep only limits in force, so a value sent alone applies only to a limit already on.
+fn limit_arg(
+    args: &Map<String, Value>,
+    value: &str,
+    enabled: &str,
+    current: u64,
+) -> Result<Option<u64>, RpcError> {
+    let kb = match args.get(value) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            RpcError::BadArgument(format!("\"{value}\" must be a whole number of kB/s"))
+        })?),
+    };
+    let on = match args.get(enabled) {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(Value::Number(n)) => Some(n.as_i64() != Some(0)),
+        Some(_) => {
+            return Err(RpcError::BadArgument(format!(
+                "\"{enabled}\" must be a boolean"
+            )))
+        }
+    };
+    let bytes = |kb: u64| kb.saturating_mul(SPEED_BYTES);
+    Ok(match (on, kb) {
+        (Some(false), _) => Some(0),
+        (Some(true), Some(kb)) => Some(bytes(kb)),
+        (Some(true), None) if current > 0 => None,
+        (Some(true), None) => Some(bytes(DEFAULT_LIMIT_KB)),
+        (None, Some(kb)) if current > 0 => Some(bytes(kb)),
+        (None, _) => None,
+    })
+}
+
+/// `session-set`: the global speed limits apply at once; other keys are accepted and ignored
+/// (the config file holds the node's settings).
+fn handle_session_set(lib: &Library, args: &Map<String, Value>) -> Answer {
+    let (down, up) = lib.session_limits();
+    let new_down = limit_arg(args, "speed-limit-down", "speed-limit-down-enabled", down)?;
+    let new_up = limit_arg(args, "speed-limit-up", "speed-limit-up-enabled", up)?;
+    lib.set_session_limits(new_down, new_up);
+    Ok(Map::new())
+}
+
+/// `torrent-set`: per-torrent speed limits (kept across restarts); other keys are accepted and
+/// ignored.
+fn handle_torrent_set(lib: &Library, args: &Map<String, Value>) -> Answer {
+    for id in selected(lib, args)? {
+        let Ok(view) = lib.get(id) else { continue };
+        let down = limit_arg(
+            args,
+            "downloadLimit",
+            "downloadLimited",
+            view.download_limit,
+        )?;
+        let up = limit_arg(args, "uploadLimit", "uploadLimited", view.upload_limit)?;
+        if down.is_some() || up.is_some() {
+            lib.set_limits(id, down, up)?;
+        }
+    }
+    Ok(Map::new())
 }
 
 fn selected(lib: &Library, args: &Map<String, Value>) -> Result<Vec<TorrentId>, RpcError> {
@@ -784,12 +867,12 @@ impl<'a> TorrentFields<'a> {
                 .and_then(|t| t.creation_date)
                 .unwrap_or(0)
                 .max(0)),
-            "isFinished" | "isStalled" | "downloadLimited" | "uploadLimited"
-            | "sequentialDownload" => {
-                json!(false)
-            }
+            "isFinished" | "isStalled" | "sequentialDownload" => json!(false),
+            "downloadLimited" => json!(v.download_limit > 0),
+            "uploadLimited" => json!(v.upload_limit > 0),
             "honorsSessionLimits" => json!(true),
-            "downloadLimit" | "uploadLimit" => json!(100),
+            "downloadLimit" => json!(limit_kb(v.download_limit)),
+            "uploadLimit" => json!(limit_kb(v.upload_limit)),
             "peer-limit" | "maxConnectedPeers" => json!(50),
             "manualAnnounceTime" => json!(-1),
             "queuePosition" => json!(v.queue_position),

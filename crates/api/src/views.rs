@@ -64,6 +64,10 @@ pub struct TorrentView {
     pub download_dir: String,
     /// Position in the queue, 0 first.
     pub queue_position: u32,
+    /// The torrent's own download limit, bytes per second (0 = none).
+    pub download_limit: u64,
+    /// The torrent's own upload limit, bytes per second (0 = none).
+    pub upload_limit: u64,
     /// BTT earned by seeding it, base units (the market is not active yet: always "0").
     pub earnings_wei: String,
 }
@@ -232,6 +236,8 @@ pub(crate) fn torrent_view(
         done_at: record.done_at,
         download_dir: record.download_dir.display().to_string(),
         queue_position: record.queue_position,
+        download_limit: record.download_limit,
+        upload_limit: record.upload_limit,
         earnings_wei: "0".into(),
     }
 }

@@ -1,5 +1,6 @@
 //! Token-bucket rate limiting, per torrent and global.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use tokio::time::Instant;
 /// A rate of 0 means unlimited and costs nothing.
 #[derive(Debug)]
 pub struct RateLimiter {
-    rate_bytes_per_s: u64,
+    /// Changed at run time by [`RateLimiter::set_rate`]; read on every reservation.
+    rate_bytes_per_s: AtomicU64,
     state: Mutex<(f64, Instant)>,
 }
 
@@ -17,23 +19,37 @@ impl RateLimiter {
     /// A limiter at `rate_bytes_per_s` (0 = unlimited).
     pub fn new(rate_bytes_per_s: u64) -> Self {
         Self {
-            rate_bytes_per_s,
+            rate_bytes_per_s: AtomicU64::new(rate_bytes_per_s),
             state: Mutex::new((rate_bytes_per_s as f64, Instant::now())),
         }
     }
 
     /// Whether this limiter never waits.
     pub fn is_unlimited(&self) -> bool {
-        self.rate_bytes_per_s == 0
+        self.rate() == 0
+    }
+
+    /// The rate now (0 = unlimited).
+    pub fn rate(&self) -> u64 {
+        self.rate_bytes_per_s.load(Ordering::Relaxed)
+    }
+
+    /// Changes the rate (0 = unlimited); the bucket keeps at most one second of the new rate.
+    pub fn set_rate(&self, rate_bytes_per_s: u64) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.rate_bytes_per_s.store(rate_bytes_per_s, Ordering::Relaxed);
+        s.0 = s.0.min(rate_bytes_per_s as f64);
+        s.1 = Instant::now();
     }
 
     /// Takes `n` bytes of budget, returning how long the caller must wait before using them.
     fn reserve(&self, n: usize) -> Duration {
-        if self.rate_bytes_per_s == 0 {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let rate = self.rate();
+        if rate == 0 {
             return Duration::ZERO;
         }
-        let rate = self.rate_bytes_per_s as f64;
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let rate = rate as f64;
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(s.1).as_secs_f64();
         s.0 = (s.0 + elapsed * rate).min(rate);
@@ -72,6 +88,28 @@ mod tests {
             waited >= Duration::from_secs(4) && waited < Duration::from_millis(4100),
             "{waited:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_changes_apply_to_the_next_reservation() {
+        let l = RateLimiter::new(0);
+        assert!(l.is_unlimited());
+        l.set_rate(1000);
+        assert_eq!(l.rate(), 1000);
+        let t0 = Instant::now();
+        // The bucket starts empty after a change from unlimited: three seconds for 3000 bytes.
+        for _ in 0..3 {
+            l.acquire(1000).await;
+        }
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_secs(3) && waited < Duration::from_millis(3100),
+            "{waited:?}"
+        );
+        l.set_rate(0);
+        let t1 = Instant::now();
+        l.acquire(1 << 30).await;
+        assert_eq!(t1.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

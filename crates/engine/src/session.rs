@@ -242,6 +242,26 @@ impl Session {
         self.shared.listen_port
     }
 
+    /// The configuration the session started with (limits may have changed since; see
+    /// [`Session::rate_limits`]).
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The global (download, upload) limits in bytes per second, 0 = none.
+    pub fn rate_limits(&self) -> (u64, u64) {
+        (
+            self.shared.download_limit.rate(),
+            self.shared.upload_limit.rate(),
+        )
+    }
+
+    /// Changes the global limits at once for every torrent (bytes per second, 0 = none).
+    pub fn set_rate_limits(&self, download_bytes_per_s: u64, upload_bytes_per_s: u64) {
+        self.shared.download_limit.set_rate(download_bytes_per_s);
+        self.shared.upload_limit.set_rate(upload_bytes_per_s);
+    }
+
     /// Our peer id.
     pub fn peer_id(&self) -> [u8; 20] {
         self.shared.peer_id

@@ -601,6 +601,21 @@ impl TorrentHandle {
             .collect()
     }
 
+    /// The torrent's own (download, upload) limits in bytes per second, 0 = none.
+    pub fn rate_limits(&self) -> (u64, u64) {
+        (
+            self.shared.download_limit.rate(),
+            self.shared.upload_limit.rate(),
+        )
+    }
+
+    /// Changes the torrent's own limits at once (bytes per second, 0 = none); the session's
+    /// global limits still apply on top.
+    pub fn set_rate_limits(&self, download_bytes_per_s: u64, upload_bytes_per_s: u64) {
+        self.shared.download_limit.set_rate(download_bytes_per_s);
+        self.shared.upload_limit.set_rate(upload_bytes_per_s);
+    }
+
     /// The pieces verified now.
     pub fn have(&self) -> wire::Bitfield {
         self.shared.lock().picker.have().clone()

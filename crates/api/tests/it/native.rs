@@ -527,3 +527,71 @@ async fn magnet_links_and_urls_are_fetched_then_downloaded() {
     assert_eq!(list["total"], 2);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_change_live_and_torrent_limits_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = make_torrent(
+        &tmp.path().join("src"),
+        "lim",
+        &[("f", &data(20_000, 10))],
+        16384,
+    );
+    let root = tmp.path().join("node");
+    let node = TestNode::start(&root).await;
+    let (status, _) = node
+        .call(
+            "POST",
+            "/api/v1/torrents",
+            Some(json!({"torrent": b64(&t.to_bytes()), "paused": true})),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    let (status, s) = node
+        .call(
+            "PATCH",
+            "/api/v1/session",
+            Some(json!({"download_limit": 1_000_000})),
+        )
+        .await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(
+        (s["download_limit"].as_u64(), s["upload_limit"].as_u64()),
+        (Some(1_000_000), Some(0))
+    );
+    assert_eq!(node.library.session().rate_limits(), (1_000_000, 0));
+
+    let (status, v) = node
+        .call(
+            "PATCH",
+            "/api/v1/torrents/1",
+            Some(json!({"upload_limit": 5000})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["torrent"]["upload_limit"], 5000);
+    assert_eq!(v["torrent"]["download_limit"], 0);
+    for (body, want) in [
+        (json!({"upload": 1}), 400),
+        (json!({"upload_limit": -1}), 400),
+        (json!({"upload_limit": "x"}), 400),
+    ] {
+        let (status, r) = node.call("PATCH", "/api/v1/torrents/1", Some(body)).await;
+        assert_eq!(status, want, "{r}");
+    }
+    let (status, _) = node
+        .call(
+            "PATCH",
+            "/api/v1/torrents/9",
+            Some(json!({"upload_limit": 1})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    node.stop().await;
+
+    let node = TestNode::start(&root).await;
+    let (_, v) = node.raw("GET", "/api/v1/torrents/1", &[], b"").await;
+    assert_eq!(v["torrent"]["upload_limit"], 5000, "{v}");
+    node.stop().await;
+}

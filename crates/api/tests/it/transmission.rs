@@ -600,3 +600,83 @@ async fn ids_forms_table_format_and_queue() {
     assert!(get_all(&node, &["id"]).await.is_empty());
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speed_limits_apply_and_read_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&tmp.path().join("node")).await;
+    let t = complete_torrent(&tmp.path().join("src"), "limited", 21);
+    let added = ok(
+        &node,
+        "torrent-add",
+        json!({"metainfo": b64(&t.to_bytes()), "paused": true}),
+    )
+    .await;
+    let id = added["torrent-added"]["id"].as_u64().unwrap();
+
+    // Session limits: on with a value, read back in kB/s, in force in the engine in bytes/s.
+    ok(
+        &node,
+        "session-set",
+        json!({"speed-limit-down": 250, "speed-limit-down-enabled": true, "speed-limit-up-enabled": true}),
+    )
+    .await;
+    let s = ok(&node, "session-get", json!({})).await;
+    assert_eq!(s["speed-limit-down"], 250);
+    assert_eq!(s["speed-limit-down-enabled"], true);
+    assert_eq!(
+        s["speed-limit-up"], 100,
+        "enabled without a value: Transmission's default"
+    );
+    assert_eq!(node.library.session_limits(), (250_000, 100_000));
+    ok(
+        &node,
+        "session-set",
+        json!({"speed-limit-down-enabled": false}),
+    )
+    .await;
+    assert_eq!(node.library.session_limits(), (0, 100_000));
+    // A bad value is an error and changes nothing.
+    let r = rpc(&node, "session-set", json!({"speed-limit-up": "fast"})).await;
+    assert!(
+        r["result"].as_str().unwrap().contains("whole number"),
+        "{r}"
+    );
+    assert_eq!(node.library.session_limits(), (0, 100_000));
+
+    // Torrent limits, kept by the library.
+    ok(
+        &node,
+        "torrent-set",
+        json!({"ids": [id], "downloadLimit": 64, "downloadLimited": true}),
+    )
+    .await;
+    let got = get_all(
+        &node,
+        &[
+            "id",
+            "downloadLimit",
+            "downloadLimited",
+            "uploadLimit",
+            "uploadLimited",
+        ],
+    )
+    .await;
+    assert_eq!(
+        got[0],
+        json!({"id": id, "downloadLimit": 64, "downloadLimited": true, "uploadLimit": 100, "uploadLimited": false})
+    );
+    let (_, view) = node
+        .raw("GET", &format!("/api/v1/torrents/{id}"), &[], b"")
+        .await;
+    assert_eq!(view["torrent"]["download_limit"], 64_000);
+    ok(
+        &node,
+        "torrent-set",
+        json!({"ids": [id], "downloadLimited": false}),
+    )
+    .await;
+    let got = get_all(&node, &["downloadLimited"]).await;
+    assert_eq!(got[0]["downloadLimited"], false);
+    node.stop().await;
+}
