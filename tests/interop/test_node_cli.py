@@ -66,6 +66,15 @@ def test_btt_torrent_commands(swarm: peers.Swarm, tmp_path: Path):
         assert r.returncode != 0 and "already added" in r.stderr, r.stderr
         assert len(json.loads(_cli(node, "ls", "--json").stdout)) == 1
 
+        # A second node on the same data directory is refused while the first runs.
+        second = subprocess.run(
+            [str(peers.btt_binary()), "node", "--data-dir", str(node.data_dir), "--chain", "off",
+             "--http", f"127.0.0.1:{peers.free_port()}", "--listen-port", str(peers.free_port()),
+             "--dht", "false", "--lsd", "false"],
+            capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0, second.stdout
+        assert "another btt node is using" in second.stderr, second.stderr
+
         _cli(node, "rm", str(tid), "--delete-data")
         assert json.loads(_cli(node, "ls", "--json").stdout) == []
         assert not (node.data_dir / "downloads" / "album").exists()

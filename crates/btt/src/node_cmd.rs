@@ -395,6 +395,7 @@ async fn serve(s: Settings) -> Result<()> {
     for dir in [&s.data_dir, &s.download_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    let _lock = lock_data_dir(&s.data_dir)?;
     let chain_node = match s.chain {
         ChainMode::Local => Some(start_local_chain(&s).await?),
         _ => None,
@@ -456,6 +457,27 @@ async fn serve(s: Settings) -> Result<()> {
         node.stop().await?;
     }
     Ok(())
+}
+
+/// Takes an exclusive lock on `<data_dir>/node.lock` for the life of the process, so two nodes
+/// never share a data directory. The kernel drops the lock when the process dies, `kill -9`
+/// included, so a stale lock file never blocks a restart.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
+    let path = data_dir.join("node.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => bail!(
+            "another btt node is using {}; stop it, or give this one its own --data-dir",
+            data_dir.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
 }
 
 /// Starts the in-process single-validator chain, creating it on first start.
@@ -544,6 +566,19 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("cannot read"), "{err:#}");
+    }
+
+    #[test]
+    fn one_node_per_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_data_dir(dir.path()).unwrap();
+        let err = lock_data_dir(dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("another btt node is using"),
+            "{err}"
+        );
+        drop(first);
+        lock_data_dir(dir.path()).unwrap();
     }
 
     #[test]
