@@ -3,3 +3,25 @@
 //! Downloaders bid BTT for priority upload slots and pay seeders per verified piece with vouchers
 //! drawn on an on-chain payment channel. This crate holds the protocol and the policy, with no
 //! I/O and no clock of its own: the engine and the simulator drive it.
+//!
+//! # Layout
+//! - [`msg`]: the `by_speed` BEP 10 extension: the extended-handshake entry ([`Handshake`]) and
+//!   the ten messages ([`Message`]), a total decoder and a canonical encoder. The wire format is
+//!   specified in `docs/speed.md`.
+//!
+//! ```
+//! use speed::{Bid, Message};
+//! let bid = Message::Bid(Bid { price_per_byte: 1_500, max_bytes: 0 });
+//! let payload = bid.encode_to_vec().unwrap();
+//! assert_eq!(payload, b"d3:maxi0e5:pricei1500e1:ti2ee");
+//! assert_eq!(Message::decode(&payload).unwrap(), bid);
+//! ```
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod msg;
+
+pub use msg::{
+    Address, Amount, Ask, Auth, Bid, BidResponse, Channel, ChannelId, Close, ErrorCode, ErrorMsg,
+    Handshake, Message, MessageType, Nonce, PayRequired, Receipt, Role, Signature, Voucher,
+};
