@@ -8,6 +8,9 @@
 //! - [`msg`]: the `by_speed` BEP 10 extension: the extended-handshake entry ([`Handshake`]) and
 //!   the ten messages ([`Message`]), a total decoder and a canonical encoder. The wire format is
 //!   specified in `docs/speed.md`.
+//! - [`auction`]: the seller's per-round allocation ([`Auction`]): uniform (k+1)-th price paid
+//!   slots with a reserve and an incumbency margin, round-robin free slots, work-conserving
+//!   weighted upload shares; proportional share as the alternative.
 //!
 //! ```
 //! use speed::{Bid, Message};
@@ -19,8 +22,13 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod auction;
 pub mod msg;
 
+pub use auction::{
+    Allocation, Auction, AuctionConfig, AuctionError, Candidate, Class, Mechanism, PeerKey, Share,
+    Winner,
+};
 pub use msg::{
     Address, Amount, Ask, Auth, Bid, BidResponse, Channel, ChannelId, Close, ErrorCode, ErrorMsg,
     Handshake, Message, MessageType, Nonce, PayRequired, Receipt, Role, Signature, Voucher,
