@@ -5,6 +5,8 @@
 //! I/O and no clock of its own: the engine and the simulator drive it.
 //!
 //! # Layout
+//! - [`credit`]: per-buyer credit and voucher acceptance for a seller ([`SellerLedger`]) and
+//!   per-verified-piece payments for a buyer ([`BuyerLedger`]).
 //! - [`msg`]: the `by_speed` BEP 10 extension: the extended-handshake entry ([`Handshake`]) and
 //!   the ten messages ([`Message`]), a total decoder and a canonical encoder. The wire format is
 //!   specified in `docs/speed.md`.
@@ -23,12 +25,14 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod auction;
+pub mod credit;
 pub mod msg;
 
 pub use auction::{
     Allocation, Auction, AuctionConfig, AuctionError, Candidate, Class, Mechanism, PeerKey, Share,
     Winner,
 };
+pub use credit::{BuyerLedger, CreditError, SellerLedger, VoucherDue};
 pub use msg::{
     Address, Amount, Ask, Auth, Bid, BidResponse, Channel, ChannelId, Close, ErrorCode, ErrorMsg,
     Handshake, Message, MessageType, Nonce, PayRequired, Receipt, Role, Signature, Voucher,
