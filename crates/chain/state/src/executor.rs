@@ -26,6 +26,7 @@ use revm::primitives::hardfork::SpecId;
 use revm::state::{AccountInfo, Bytecode, EvmState};
 use revm::ExecuteEvm;
 
+use crate::channels::Channels;
 use crate::modules::{
     Bank, ChainPrecompiles, ModuleMap, NativeModule, BANK_ADDRESS, BANK_BURNED_SLOT,
     BANK_TOTAL_SUPPLY_SLOT,
@@ -294,11 +295,13 @@ impl From<StoreError> for TxFailure {
 }
 
 impl Executor {
-    /// An executor with the bank module.
+    /// An executor with the bank and payment-channel modules.
     pub fn new(params: ChainParams) -> Self {
         let mut modules = ModuleMap::new();
         let bank: Arc<dyn NativeModule> = Arc::new(Bank::new(params.clone()));
         modules.insert(bank.address(), bank);
+        let channels: Arc<dyn NativeModule> = Arc::new(Channels::new(params.chain_id));
+        modules.insert(channels.address(), channels);
         Self {
             params,
             modules: Arc::new(modules),

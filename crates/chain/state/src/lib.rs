@@ -13,9 +13,10 @@
 //!   `eth_call` / `eth_estimateGas`, and [`check_admission`] is the mempool's stateful pre-check.
 //!   BTT (18 decimals) is the native token; tips go to the proposer, base fees are burned or
 //!   pooled, and the bank module keeps the total supply equal to the sum of all balances.
-//! - Native modules ([`NativeModule`], [`Bank`]): Rust code at `0x…b77000 + n`, called with
-//!   ABI calldata through revm as precompiles, so their writes are journaled and revert like a
-//!   contract's.
+//! - Native modules ([`NativeModule`], [`Bank`], [`Channels`]): Rust code at `0x…b77000 + n`,
+//!   called with ABI calldata through revm as precompiles, so their writes are journaled and
+//!   revert like a contract's. [`Channels`] (`0x…b77003`) holds payment channels settled with
+//!   EIP-712 vouchers ([`voucher_digest`]).
 //! - Commitment ([`leaf_updates`], [`bucket_of`], [`bucket_hash`], [`BucketTree`],
 //!   [`verify_proof`]): the pure math of the state root; the format is documented and frozen in
 //!   the `commitment` module docs.
@@ -46,6 +47,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod channels;
 mod commitment;
 mod executor;
 mod modules;
@@ -53,8 +55,15 @@ mod params;
 mod state;
 
 #[cfg(test)]
+mod channels_tests;
+#[cfg(test)]
 mod tests;
 
+pub use channels::{
+    abi::IChannels, channel_id, domain_separator, recover_signer, voucher_digest, ChannelError,
+    Channels, CHANNELS_ADDRESS, VOUCHER_DOMAIN_NAME, VOUCHER_DOMAIN_TYPE, VOUCHER_DOMAIN_VERSION,
+    VOUCHER_RECOVER_GAS, VOUCHER_TYPE,
+};
 pub use commitment::{
     account_leaf_hash, account_leaf_key, bucket_hash, bucket_of, leaf_updates, root_of_leaves,
     storage_leaf_hash, storage_leaf_key, verify_proof, BucketProof, BucketTree, BUCKETS,

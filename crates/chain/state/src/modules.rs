@@ -13,7 +13,7 @@ use std::sync::Arc;
 use alloy_primitives::{address, Address, Bytes, Log, LogData, B256, U256};
 use alloy_sol_types::{SolCall, SolError, SolInterface};
 use revm::context::Cfg;
-use revm::context_interface::{ContextTr, JournalTr};
+use revm::context_interface::{Block, ContextTr, JournalTr};
 use revm::handler::{EthPrecompiles, PrecompileProvider};
 use revm::interpreter::{CallInputs, Gas, InstructionResult, InterpreterResult};
 use revm::primitives::hardfork::SpecId;
@@ -117,6 +117,8 @@ pub trait ModuleContext {
     fn address(&self) -> Address;
     /// Gas left for this call.
     fn gas_left(&self) -> u64;
+    /// The block's time in whole seconds since the Unix epoch (what `TIMESTAMP` gives).
+    fn block_timestamp(&self) -> u64;
     /// Charges `gas`; fails with [`ModuleError::OutOfGas`] when not enough is left.
     fn charge(&mut self, gas: u64) -> Result<(), ModuleError>;
     /// Reads one of the module's storage slots.
@@ -359,6 +361,10 @@ impl<CTX: ContextTr> ModuleContext for JournalContext<'_, CTX> {
 
     fn gas_left(&self) -> u64 {
         self.gas.remaining()
+    }
+
+    fn block_timestamp(&self) -> u64 {
+        self.ctx.block().timestamp().saturating_to()
     }
 
     fn charge(&mut self, gas: u64) -> Result<(), ModuleError> {

@@ -1014,6 +1014,6 @@ fn commitment_fixture_root() {
     state.apply(&g);
     assert_eq!(
         state.state_root(),
-        b256!("d4fd966b00e8f8923502d1f8c770aec8a8cd7f3670b06a4b36af2692d5c1db3b")
+        b256!("d770fd7f2a1c23e97b122f89d8b6e87750c0baa65440d7faa3c421da1200ac88")
     );
 }
