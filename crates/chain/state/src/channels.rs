@@ -268,6 +268,19 @@ pub fn domain_separator(chain_id: u64, module: Address) -> [u8; 32] {
 
 /// The digest a signer signs for a voucher:
 /// `keccak256(0x19 0x01 ‖ domainSeparator ‖ keccak256(typeHash ‖ channelId ‖ cumulative))`.
+///
+/// ```
+/// use alloy_consensus::crypto::secp256k1::sign_message;
+/// use alloy_primitives::{B256, U256};
+/// use chain_state::{recover_signer, voucher_digest, CHANNELS_ADDRESS, DEVNET_CHAIN_ID};
+///
+/// let channel = B256::repeat_byte(0x11);
+/// let digest = voucher_digest(DEVNET_CHAIN_ID, CHANNELS_ADDRESS, channel, U256::from(5_000u64));
+/// // The channel's hot signer key signs it off chain; the module recovers the signer on claim.
+/// let sig = sign_message(B256::repeat_byte(0x42), B256::from(digest)).unwrap();
+/// let signer = recover_signer(&digest, &sig.as_bytes()).unwrap();
+/// assert_eq!(signer.to_string(), "0x17c5185167401eD00cF5F5b2fc97D9BBfDb7D025");
+/// ```
 pub fn voucher_digest(
     chain_id: u64,
     module: Address,

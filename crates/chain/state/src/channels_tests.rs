@@ -386,6 +386,8 @@ fn opened() -> Opened {
     let supply = chain.supply();
     let sent = chain.send(PAYER, deposit, open_call(payee, signer, 1, expiry));
     assert!(sent.success);
+    // Gas budget for wallets: about 127k (five fresh slots and a log).
+    assert!(sent.fee < U256::from(140_000u64 * GWEI));
     let id = channel_id(
         DEVNET_CHAIN_ID,
         CHANNELS_ADDRESS,
@@ -468,6 +470,8 @@ fn open_claim_twice_then_claim_and_close() {
     let c1 = eth(3) / U256::from(10);
     let sent = chain.send(OTHER, U256::ZERO, claim(id, c1, sig_for(id, c1)));
     assert!(sent.success);
+    // About 70k: six reads, the signature check, one write, one transfer.
+    assert!(sent.fee < U256::from(80_000u64 * GWEI));
     assert_eq!(chain.balance(payee), payee_start + c1);
     assert_eq!(chain.balance(other), other_start - sent.fee);
     assert_eq!(chain.balance(CHANNELS_ADDRESS), deposit - c1);
@@ -499,6 +503,7 @@ fn open_claim_twice_then_claim_and_close() {
         },
     );
     assert!(sent.success);
+    assert!(sent.fee < U256::from(110_000u64 * GWEI));
     assert_eq!(chain.balance(payee), payee_now + (c3 - c2) - sent.fee);
     assert_eq!(chain.balance(payer), payer_start + (deposit - c3));
     assert_eq!(chain.balance(CHANNELS_ADDRESS), U256::ZERO);
