@@ -16,6 +16,8 @@
 //!   [`ModuleContext::transfer`].
 //! - A channel id is never reused, not even after the channel closes, so old vouchers can never
 //!   be replayed against a new deposit.
+//! - Payouts are plain balance moves in revm's journal: no code of the payee or payer runs, so
+//!   there is no re-entrancy and no recipient can make a payout fail.
 //! - Every check runs before the first write; a failed call reverts through revm's journal
 //!   anyway, so a half-applied call cannot be observed.
 //!
