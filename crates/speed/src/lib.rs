@@ -5,6 +5,7 @@
 //! I/O and no clock of its own: the engine and the simulator drive it.
 //!
 //! # Layout
+//! - [`bidder`]: the buyer's budget-paced auto-bidder ([`Bidder`]), off by default.
 //! - [`credit`]: per-buyer credit and voucher acceptance for a seller ([`SellerLedger`]) and
 //!   per-verified-piece payments for a buyer ([`BuyerLedger`]).
 //! - [`msg`]: the `by_speed` BEP 10 extension: the extended-handshake entry ([`Handshake`]) and
@@ -25,6 +26,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod auction;
+pub mod bidder;
 pub mod credit;
 pub mod msg;
 
@@ -32,6 +34,7 @@ pub use auction::{
     Allocation, Auction, AuctionConfig, AuctionError, Candidate, Class, Mechanism, PeerKey, Share,
     Winner,
 };
+pub use bidder::{Bidder, BidderConfig, BidderError, SellerOffer};
 pub use credit::{BuyerLedger, CreditError, SellerLedger, VoucherDue};
 pub use msg::{
     Address, Amount, Ask, Auth, Bid, BidResponse, Channel, ChannelId, Close, ErrorCode, ErrorMsg,
