@@ -21,6 +21,19 @@ pub const EXTENSION_NAME: &str = "by_speed";
 /// The protocol version this crate speaks (the handshake entry's `v`).
 pub const VERSION: u32 = 1;
 
+/// EIP-712 domain `name` for vouchers and AUTH (with `version` [`EIP712_VERSION`], the
+/// handshake's chain id and module address as `chainId` and `verifyingContract`).
+pub const EIP712_NAME: &str = "BTT Channels";
+
+/// EIP-712 domain `version`.
+pub const EIP712_VERSION: &str = "1";
+
+/// EIP-712 `encodeType` of a voucher, signed by the channel's signer key.
+pub const VOUCHER_TYPE: &str = "Voucher(bytes32 channelId,uint256 cumulative)";
+
+/// EIP-712 `encodeType` of AUTH, signed by the wallet key.
+pub const AUTH_TYPE: &str = "SpeedAuth(address wallet,bytes32 nonce,bytes32 peerNonce)";
+
 /// The largest `by_speed` message payload accepted; every valid message is far smaller.
 pub const MAX_MESSAGE_LEN: usize = 1024;
 
