@@ -197,6 +197,9 @@ struct Shared {
     config: LibraryConfig,
     inner: Mutex<Inner>,
     events: broadcast::Sender<Event>,
+    /// The last state published per torrent, so each change is reported once, whoever sees it
+    /// first (the actor applying a request, or the ticker seeing the engine move on).
+    published: Mutex<BTreeMap<TorrentId, &'static str>>,
     /// Serialises writes of `library.json`.
     save_lock: Mutex<()>,
 }
@@ -224,6 +227,26 @@ impl Shared {
         };
         let json = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
         write_atomic(&self.config.dir.join("library.json"), &json)
+    }
+
+    /// Sends a `State` event when `view`'s state differs from the last one published.
+    fn publish_state(&self, view: &TorrentView) {
+        let prev = self
+            .published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(view.id, view.state);
+        if prev.is_some_and(|p| p != view.state) {
+            let _ = self.events.send(Event::State(view.clone()));
+        }
+    }
+
+    /// Publishes the state of one torrent now.
+    fn publish_state_of(&self, id: TorrentId) {
+        let view = self.lock().entries.get(&id).map(|e| self.view(e));
+        if let Some(v) = view {
+            self.publish_state(&v);
+        }
     }
 
     fn torrent_path(&self, hash: &str) -> PathBuf {
@@ -277,6 +300,7 @@ impl Library {
                 seq: 0,
             }),
             events,
+            published: Mutex::new(BTreeMap::new()),
             save_lock: Mutex::new(()),
         });
         for record in file.torrents {
@@ -408,6 +432,7 @@ impl Library {
             return Err(e.into());
         }
         let view = self.get(id)?;
+        self.shared.publish_state(&view);
         let _ = self.shared.events.send(Event::Added(view.clone()));
         Ok(view)
     }
@@ -715,11 +740,16 @@ async fn actor(
                 if let Err(e) = s.save() {
                     tracing::warn!("cannot save the torrent list: {e}");
                 }
+                s.published
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
                 let _ = s.events.send(Event::Removed(id));
                 applied.send_replace(seq);
                 return;
             }
         }
+        s.publish_state_of(id);
         applied.send_replace(seq);
         drop(s);
         if desired.changed().await.is_err() {
@@ -885,9 +915,8 @@ fn delete_files(download_dir: &Path, t: &Torrent) {
     }
 }
 
-/// Publishes a tick per second and state changes; records completion times.
+/// Publishes a tick per second and the state changes the engine made; records completion times.
 async fn ticker(shared: std::sync::Weak<Shared>) {
-    let mut last: BTreeMap<TorrentId, &'static str> = BTreeMap::new();
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -913,12 +942,8 @@ async fn ticker(shared: std::sync::Weak<Shared>) {
             }
         }
         for v in &views {
-            let prev = last.insert(v.id, v.state);
-            if prev.is_some_and(|p| p != v.state) {
-                let _ = s.events.send(Event::State(v.clone()));
-            }
+            s.publish_state(v);
         }
-        last.retain(|id, _| views.iter().any(|v| v.id == *id));
         let stats = views::stats(&views);
         let _ = s.events.send(Event::Tick(Arc::new((views, stats))));
     }

@@ -37,7 +37,8 @@ impl RateLimiter {
     /// Changes the rate (0 = unlimited); the bucket keeps at most one second of the new rate.
     pub fn set_rate(&self, rate_bytes_per_s: u64) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        self.rate_bytes_per_s.store(rate_bytes_per_s, Ordering::Relaxed);
+        self.rate_bytes_per_s
+            .store(rate_bytes_per_s, Ordering::Relaxed);
         s.0 = s.0.min(rate_bytes_per_s as f64);
         s.1 = Instant::now();
     }

@@ -23,7 +23,7 @@ pub const VERSION: u32 = 1;
 
 /// EIP-712 domain `name` for vouchers and AUTH (with `version` [`EIP712_VERSION`], the
 /// handshake's chain id and module address as `chainId` and `verifyingContract`).
-pub const EIP712_NAME: &str = "BTT Channels";
+pub const EIP712_NAME: &str = "BTT Speed";
 
 /// EIP-712 domain `version`.
 pub const EIP712_VERSION: &str = "1";

@@ -335,6 +335,31 @@ async fn events_stream_starts_with_a_snapshot_and_reports_additions() {
         seen.contains(&format!("\"hash\":\"{}\"", t.info_hash.to_hex())),
         "{seen}"
     );
+    // Starting it (no peers, no data: it goes to downloading) is reported as a state change.
+    let (status, _) = node.call("POST", "/api/v1/torrents/1/start", None).await;
+    assert_eq!(status, 200);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !seen.contains("event: state") {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no state event: {}",
+                    &seen[seen.len().saturating_sub(3000)..]
+                )
+            })
+            .unwrap();
+        assert!(n > 0, "stream closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let state_event = &seen[seen.find("event: state").unwrap()..];
+    let data_line = state_event
+        .lines()
+        .find(|l| l.starts_with("data: "))
+        .unwrap();
+    let ev: serde_json::Value = serde_json::from_str(&data_line["data: ".len()..]).unwrap();
+    assert_eq!(ev["torrent"]["id"], 1);
+    assert_eq!(ev["torrent"]["state"], "downloading", "{ev}");
     drop(stream);
     node.stop().await;
 }
@@ -593,5 +618,59 @@ async fn limits_change_live_and_torrent_limits_survive_a_restart() {
     let node = TestNode::start(&root).await;
     let (_, v) = node.raw("GET", "/api/v1/torrents/1", &[], b"").await;
     assert_eq!(v["torrent"]["upload_limit"], 5000, "{v}");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_filters_sorts_and_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let node = TestNode::start(&tmp.path().join("node")).await;
+    for (i, name) in ["charlie", "alpha", "bravo"].iter().enumerate() {
+        let t = make_torrent(&src, name, &[("f", &data(10_000, 20 + i as u64))], 16384);
+        let (status, _) = node
+            .call(
+                "POST",
+                "/api/v1/torrents",
+                Some(json!({"torrent": b64(&t.to_bytes()), "paused": true})),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["torrents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, page) = node.raw("GET", "/api/v1/torrents?limit=2", &[], b"").await;
+    assert_eq!(
+        (page["total"].as_u64(), names(&page)),
+        (Some(3), vec!["charlie".into(), "alpha".into()])
+    );
+    let (_, page) = node
+        .raw("GET", "/api/v1/torrents?limit=2&offset=2", &[], b"")
+        .await;
+    assert_eq!(names(&page), vec!["bravo".to_string()]);
+    let (_, page) = node
+        .raw("GET", "/api/v1/torrents?sort=name", &[], b"")
+        .await;
+    assert_eq!(
+        names(&page),
+        vec!["alpha".to_string(), "bravo".into(), "charlie".into()]
+    );
+    let (_, page) = node.raw("GET", "/api/v1/torrents?q=AV", &[], b"").await;
+    assert_eq!(
+        (page["total"].as_u64(), names(&page)),
+        (Some(1), vec!["bravo".to_string()])
+    );
+    let (_, page) = node
+        .raw("GET", "/api/v1/torrents?state=seeding", &[], b"")
+        .await;
+    assert_eq!(page["total"], 0);
+    let (_, page) = node.raw("GET", "/api/v1/torrents?offset=9", &[], b"").await;
+    assert_eq!((page["total"].as_u64(), names(&page).len()), (Some(3), 0));
     node.stop().await;
 }
