@@ -9,6 +9,7 @@ default) no chain, so tests are quick and touch only 127.0.0.1.
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import urllib.error
@@ -23,7 +24,7 @@ class BttNode:
     """A ``btt node`` process; ``stop``/``kill``/``restart`` keep its data dir."""
 
     def __init__(self, root: Path, chain: str = "off", extra_args: Optional[list[str]] = None,
-                 name: str = "btt-node"):
+                 name: str = "btt-node", credentials: Optional[tuple[str, str]] = None):
         self.root = Path(root)
         self.data_dir = self.root / "node-data"
         self.log_dir = self.root / "logs"
@@ -34,6 +35,10 @@ class BttNode:
         self.chain_rpc_port = peers.free_port() if chain == "local" else None
         self.chain_p2p_port = peers.free_port() if chain == "local" else None
         self.extra_args = list(extra_args or [])
+        # HTTP basic auth the node is started with and every request of ours carries.
+        self.credentials = credentials
+        if credentials:
+            self.extra_args += ["--http-username", credentials[0], "--http-password", credentials[1]]
         self.name = name
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.proc: Optional[peers.Proc] = None
@@ -110,10 +115,15 @@ class BttNode:
     # -- HTTP -----------------------------------------------------------
 
     def request(self, method: str, path: str, body: Optional[bytes] = None,
-                headers: Optional[dict] = None, timeout_s: float = 30) -> tuple[int, dict, bytes]:
-        """One HTTP request; returns (status, headers, body bytes) for every status."""
-        req = urllib.request.Request(self.url + path, data=body, method=method,
-                                     headers=headers or {})
+                headers: Optional[dict] = None, timeout_s: float = 30,
+                auth: bool = True) -> tuple[int, dict, bytes]:
+        """One HTTP request (with the node's credentials unless ``auth`` is false); returns
+        (status, headers, body bytes) for every status."""
+        headers = dict(headers or {})
+        if auth and self.credentials:
+            token = base64.b64encode(":".join(self.credentials).encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout_s) as r:
                 return r.status, dict(r.headers), r.read()

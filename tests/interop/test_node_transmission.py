@@ -277,3 +277,37 @@ def test_session_id_handshake(tmp_path: Path, btt: peers.Btt):
         status, _, reply = _rpc(node, {"method": "no-such-method"}, session_id)
         assert status == 200
         assert reply["result"] == "method name not recognized"
+
+
+def test_credentials_with_transmission_remote_and_transmission_rpc(tmp_path: Path, btt: peers.Btt):
+    """A node with credentials: both clients get in with them and are refused without or with
+    wrong ones; the web UI and native API are guarded the same way."""
+    node_dir = tmp_path / "node"
+    node_dir.mkdir()
+    remote = _remote_program()
+    trpc = _transmission_rpc()
+    with BttNode(node_dir, credentials=("admin", "pa55 word")) as node:
+        addr = f"127.0.0.1:{node.http_port}"
+
+        def remote_run(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([remote, addr, *args], capture_output=True, text=True, timeout=60)
+
+        ok = remote_run("-n", "admin:pa55 word", "-si")
+        assert ok.returncode == 0, ok.stderr
+        assert "RPC version: 17" in ok.stdout, ok.stdout
+        for args in (("-si",), ("-n", "admin:wrong", "-si")):
+            refused = remote_run(*args)
+            assert refused.returncode != 0, refused.stdout
+            assert "needs a user name and password" in refused.stdout + refused.stderr, refused.stderr
+
+        client = trpc.Client(host="127.0.0.1", port=node.http_port, username="admin", password="pa55 word")
+        assert client.get_session().rpc_version == 17
+        with pytest.raises(trpc.error.TransmissionError):
+            trpc.Client(host="127.0.0.1", port=node.http_port, username="admin", password="nope")
+
+        for path in ("/", "/api/v1/torrents", "/metrics"):
+            status, headers, _ = node.request("GET", path, auth=False)
+            assert status == 401, path
+            assert {k.lower(): v for k, v in headers.items()}.get("www-authenticate") == 'Basic realm="btt"'
+            status, _, _ = node.request("GET", path)
+            assert status == 200, path
