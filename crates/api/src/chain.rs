@@ -64,21 +64,19 @@ impl ChainSource {
 
     /// The in-process chain, read through its RPC at `rpc_url`.
     pub fn local(rpc_url: &str) -> Result<Self, wallet::ClientError> {
-        Ok(Self {
-            mode: "local",
-            client: Some(std::sync::Arc::new(
-                wallet::RpcClient::new(rpc_url)?.with_timeout(CHAIN_TIMEOUT),
-            )),
-        })
+        Self::over_rpc("local", rpc_url)
     }
 
     /// A chain node elsewhere.
     pub fn remote(rpc_url: &str) -> Result<Self, wallet::ClientError> {
+        Self::over_rpc("remote", rpc_url)
+    }
+
+    fn over_rpc(mode: &'static str, rpc_url: &str) -> Result<Self, wallet::ClientError> {
+        let client = wallet::RpcClient::new(rpc_url)?.with_timeout(CHAIN_TIMEOUT);
         Ok(Self {
-            mode: "remote",
-            client: Some(std::sync::Arc::new(
-                wallet::RpcClient::new(rpc_url)?.with_timeout(CHAIN_TIMEOUT),
-            )),
+            mode,
+            client: Some(std::sync::Arc::new(client)),
         })
     }
 

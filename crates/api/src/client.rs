@@ -21,8 +21,8 @@ pub const DEFAULT_NODE_URL: &str = "http://127.0.0.1:9091";
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The URL is not `http://host[:port][/path]`.
-    #[error("invalid URL {0:?}: expected http://HOST[:PORT][/PATH]")]
-    Url(String),
+    #[error(transparent)]
+    Url(#[from] wallet::ClientError),
     /// No connection, or it broke.
     #[error("cannot reach {url}: {source}; is `btt node` running there?")]
     Io {
@@ -74,25 +74,6 @@ impl Reply {
     }
 }
 
-fn split_url(url: &str) -> Result<(String, String), ClientError> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| ClientError::Url(url.to_string()))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() || authority.contains('@') {
-        return Err(ClientError::Url(url.to_string()));
-    }
-    let authority = if authority.contains(':') && !authority.ends_with(']') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    Ok((authority, path.to_string()))
-}
-
 /// Sends one request and reads the whole reply (at most `max_bytes`).
 pub async fn http_request(
     method: &str,
@@ -102,13 +83,14 @@ pub async fn http_request(
     max_bytes: usize,
     timeout: Duration,
 ) -> Result<Reply, ClientError> {
-    let (authority, path) = split_url(url)?;
+    let endpoint = wallet::client::Endpoint::parse(url)?;
+    let (authority, path) = (endpoint.authority(), endpoint.path());
     let io = |source| ClientError::Io {
         url: url.to_string(),
         source,
     };
     let exchange = async {
-        let mut stream = TcpStream::connect(&authority).await.map_err(io)?;
+        let mut stream = TcpStream::connect(authority).await.map_err(io)?;
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nConnection: close\r\nUser-Agent: btt/{}\r\nContent-Length: {}\r\n",
             crate::VERSION,
@@ -190,7 +172,7 @@ impl NodeClient {
     /// A client of the node at `base` (`http://127.0.0.1:9091`), with optional credentials.
     pub fn new(base: &str, credentials: Option<(&str, &str)>) -> Result<Self, ClientError> {
         let base = base.trim_end_matches('/').to_string();
-        split_url(&base)?;
+        wallet::client::Endpoint::parse(&base)?;
         Ok(Self {
             base,
             auth: credentials.map(|(u, p)| {
@@ -265,16 +247,21 @@ mod tests {
 
     #[test]
     fn urls() {
+        let split = |url: &str| {
+            wallet::client::Endpoint::parse(url)
+                .map(|e| (e.authority().to_string(), e.path().to_string()))
+        };
         assert_eq!(
-            split_url("http://127.0.0.1:9091/api/v1").unwrap(),
+            split("http://127.0.0.1:9091/api/v1").unwrap(),
             ("127.0.0.1:9091".into(), "/api/v1".into())
         );
         assert_eq!(
-            split_url("http://example.org").unwrap(),
+            split("http://example.org").unwrap(),
             ("example.org:80".into(), "/".into())
         );
-        assert!(split_url("https://x").is_err());
-        assert!(split_url("http://u:p@x/").is_err());
-        assert!(split_url("http:///a").is_err());
+        assert!(split("https://x").is_err());
+        assert!(split("http://u:p@x/").is_err());
+        assert!(split("http:///a").is_err());
+        assert!(NodeClient::new("https://x", None).is_err());
     }
 }

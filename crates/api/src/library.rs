@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use engine::{AddTorrent, Session, State, TorrentHandle};
-use metainfo::{Magnet, Torrent};
+use metainfo::{InfoHash, Magnet, Torrent};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
@@ -183,7 +183,7 @@ struct Entry {
     /// The last request sequence number the actor has applied.
     applied: watch::Receiver<u64>,
     /// While stopped: verified pieces from the resume record, read once.
-    resumed_have: Option<wire::Bitfield>,
+    resumed_have: Option<views::Resumed>,
 }
 
 struct Inner {
@@ -304,7 +304,7 @@ impl Library {
             save_lock: Mutex::new(()),
         });
         for record in file.torrents {
-            let Some(hash) = parse_hash(&record.hash) else {
+            let Ok(InfoHash(hash)) = InfoHash::from_hex(&record.hash) else {
                 tracing::warn!(hash = %record.hash, "skipping a library record with a bad info-hash");
                 continue;
             };
@@ -378,7 +378,7 @@ impl Library {
             (None, Some(h)) => h,
             (None, None) => return Err(LibraryError::BadRequest("nothing to add".into())),
         };
-        let hex = hex20(&hash);
+        let hex = InfoHash(hash).to_hex();
         if let Some(dir) = &opts.download_dir {
             if !dir.is_absolute() {
                 return Err(LibraryError::BadRequest(format!(
@@ -444,7 +444,7 @@ impl Library {
             if inner.entries.contains_key(&TorrentId(n)) {
                 return Ok(TorrentId(n));
             }
-        } else if let Some(hash) = parse_hash(key) {
+        } else if let Ok(InfoHash(hash)) = InfoHash::from_hex(key) {
             if let Some((id, _)) = inner.entries.iter().find(|(_, e)| e.hash == hash) {
                 return Ok(*id);
             }
@@ -502,8 +502,14 @@ impl Library {
     pub fn pieces(&self, id: TorrentId) -> Result<PiecesView, LibraryError> {
         let inner = self.shared.lock();
         let e = entry(&inner, id)?;
-        let have = have_of(e);
-        Ok(views::pieces(e.torrent.as_deref(), have.as_ref()))
+        Ok(views::pieces(e.torrent.as_deref(), have_of(e)))
+    }
+
+    /// Verified pieces as a bitfield sized to the torrent (empty while metadata is unknown).
+    pub fn piece_bits(&self, id: TorrentId) -> Result<wire::Bitfield, LibraryError> {
+        let inner = self.shared.lock();
+        let e = entry(&inner, id)?;
+        Ok(views::piece_bits(e.torrent.as_deref(), have_of(e)))
     }
 
     /// Trackers by tier.
@@ -661,7 +667,7 @@ fn entry(inner: &Inner, id: TorrentId) -> Result<&Entry, LibraryError> {
 fn have_of(e: &Entry) -> Option<wire::Bitfield> {
     match &e.handle {
         Some(h) => Some(h.have()),
-        None => e.resumed_have.clone(),
+        None => e.resumed_have.as_ref().map(|r| r.have.clone()),
     }
 }
 
@@ -694,12 +700,12 @@ fn spawn_entry(
     tokio::spawn(actor(Arc::downgrade(shared), id, desired_rx, applied_tx));
 }
 
-fn resumed_pieces(resume_dir: &Path, hash: &[u8; 20], t: &Torrent) -> Option<wire::Bitfield> {
+fn resumed_pieces(resume_dir: &Path, hash: &[u8; 20], t: &Torrent) -> Option<views::Resumed> {
     engine::resume::load(
         &engine::resume::path_for(resume_dir, hash),
         t.info.num_pieces(),
     )
-    .map(|r| r.pieces)
+    .map(|r| views::Resumed::new(&t.info, r.pieces))
 }
 
 /// One torrent's actor: applies the desired state, one change at a time.
@@ -809,7 +815,7 @@ async fn run(
                 }
             };
             let t = Arc::new(fetched.torrent);
-            let hex = hex20(&t.info_hash.0);
+            let hex = t.info_hash.to_hex();
             if let Err(e) = write_atomic(&s.torrent_path(&hex), &t.to_bytes()) {
                 set_error(s, id, format!("cannot store the fetched metadata: {e}"));
                 return true;
@@ -832,22 +838,20 @@ async fn run(
             t
         }
     };
-    let peers = s
-        .lock()
-        .entries
-        .get(&id)
-        .map(|e| e.record.peers.clone())
-        .unwrap_or(peers);
-    let limits = s
-        .lock()
-        .entries
-        .get(&id)
-        .map(|e| (e.record.download_limit, e.record.upload_limit))
-        .unwrap_or_default();
+    // Read again: a metadata fetch adds the peers that answered, and limits may have changed.
+    let Some((peers, download_limit, upload_limit)) = s.lock().entries.get(&id).map(|e| {
+        (
+            e.record.peers.clone(),
+            e.record.download_limit,
+            e.record.upload_limit,
+        )
+    }) else {
+        return true;
+    };
     let mut add = AddTorrent::new((*torrent).clone(), dir);
     add.peers = peers;
-    add.download_rate_limit = limits.0;
-    add.upload_rate_limit = limits.1;
+    add.download_rate_limit = download_limit;
+    add.upload_rate_limit = upload_limit;
     match s.session.add_torrent(add).await {
         Ok(handle) => {
             let mut inner = s.lock();
@@ -877,7 +881,10 @@ async fn take_out(s: &Arc<Shared>, id: TorrentId) {
         s.session.remove_torrent(&hash).await;
         let mut inner = s.lock();
         if let Some(e) = inner.entries.get_mut(&id) {
-            e.resumed_have = Some(h.have());
+            e.resumed_have = e
+                .torrent
+                .as_ref()
+                .map(|t| views::Resumed::new(&t.info, h.have()));
             if let State::Failed(msg) = h.stats().state {
                 e.error = Some(msg);
             }
@@ -957,26 +964,6 @@ pub(crate) fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Lowercase hex of an info-hash.
-pub(crate) fn hex20(hash: &[u8; 20]) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Parses 40 hex digits.
-pub(crate) fn parse_hash(s: &str) -> Option<[u8; 20]> {
-    let s = s.as_bytes();
-    if s.len() != 40 {
-        return None;
-    }
-    let mut out = [0u8; 20];
-    for (i, pair) in s.chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
-}
-
 /// Writes a file so that a crash leaves either the old or the new contents: a synced temporary
 /// file renamed over the target, then the directory synced.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -1001,14 +988,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hash_hex_round_trip() {
-        let h: [u8; 20] = std::array::from_fn(|i| (i * 13) as u8);
-        assert_eq!(parse_hash(&hex20(&h)), Some(h));
-        assert_eq!(parse_hash("zz"), None);
-        assert_eq!(parse_hash(&"g".repeat(40)), None);
-    }
 
     #[test]
     fn library_file_format_is_stable() {

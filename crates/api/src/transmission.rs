@@ -928,12 +928,8 @@ impl<'a> TorrentFields<'a> {
             "pieceCount" => json!(v.pieces_total),
             "pieceSize" => json!(self.meta().map(|t| t.info.piece_length).unwrap_or(0)),
             "pieces" => {
-                let hex = self
-                    .lib
-                    .pieces(v.id)
-                    .map(|p| p.bitfield)
-                    .unwrap_or_default();
-                json!(base64::engine::general_purpose::STANDARD.encode(hex_bytes(&hex)))
+                let bits = self.lib.piece_bits(v.id).unwrap_or_default();
+                json!(base64::engine::general_purpose::STANDARD.encode(bits.as_bytes()))
             }
             "labels" => json!([]),
             "webseeds" => json!(self.meta().map(|t| t.url_list.clone()).unwrap_or_default()),
@@ -1140,16 +1136,6 @@ fn scrape_url(announce: &str) -> String {
     out
 }
 
-fn hex_bytes(hex: &str) -> Vec<u8> {
-    hex.as_bytes()
-        .chunks(2)
-        .filter_map(|pair| {
-            let s = std::str::from_utf8(pair).ok()?;
-            u8::from_str_radix(s, 16).ok()
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1252,11 +1238,5 @@ mod tests {
             tracker_origin("http://[::1]:81/announce"),
             "http://[::1]:81"
         );
-    }
-
-    #[test]
-    fn hex_to_bytes() {
-        assert_eq!(hex_bytes("80ff00"), vec![0x80, 0xff, 0x00]);
-        assert_eq!(hex_bytes(""), Vec::<u8>::new());
     }
 }

@@ -7,7 +7,7 @@ use engine::{PeerInfo, State, Stats};
 use metainfo::{Info, Torrent};
 use serde::Serialize;
 
-use crate::library::{hex20, TorrentId};
+use crate::library::TorrentId;
 
 /// Every value of [`TorrentView::state`], in life-cycle order.
 pub const STATES: [&str; 6] = [
@@ -159,20 +159,38 @@ pub struct TrackerView {
     pub url: String,
 }
 
+/// A stopped torrent's verified pieces (from its resume record or its last run) and the bytes
+/// they hold, counted once when the torrent stops rather than on every view.
+#[derive(Debug, Clone)]
+pub(crate) struct Resumed {
+    pub(crate) have: wire::Bitfield,
+    pub(crate) bytes: u64,
+}
+
+impl Resumed {
+    pub(crate) fn new(info: &Info, have: wire::Bitfield) -> Self {
+        let bytes = files(info, Some(&have))
+            .iter()
+            .map(|f| f.bytes_completed)
+            .sum();
+        Self { have, bytes }
+    }
+}
+
 pub(crate) fn torrent_view(
     record: &crate::library::Record,
     torrent: Option<&Torrent>,
     stats: Option<&Stats>,
-    resumed: Option<&wire::Bitfield>,
+    resumed: Option<&Resumed>,
     error: Option<&str>,
     wanted_running: bool,
 ) -> TorrentView {
     let size = torrent.map(|t| t.info.total_length).unwrap_or(0);
     let pieces_total = torrent.map(|t| t.info.num_pieces()).unwrap_or(0);
-    let (have_bytes, pieces_have) = match (stats, torrent, resumed) {
-        (Some(s), _, _) => (s.total_length.saturating_sub(s.bytes_left), s.pieces_have),
-        (None, Some(t), Some(bits)) => (have_bytes(&t.info, bits), bits.count_ones()),
-        _ => (0, 0),
+    let (have_bytes, pieces_have) = match (stats, resumed) {
+        (Some(s), _) => (s.total_length.saturating_sub(s.bytes_left), s.pieces_have),
+        (None, Some(r)) => (r.bytes, r.have.count_ones()),
+        (None, None) => (0, 0),
     };
     let state: &'static str = match (error, stats.map(|s| &s.state)) {
         (Some(_), _) | (_, Some(State::Failed(_))) => "error",
@@ -242,14 +260,6 @@ pub(crate) fn torrent_view(
     }
 }
 
-/// Bytes of real (non-pad) data in the verified pieces.
-fn have_bytes(info: &Info, have: &wire::Bitfield) -> u64 {
-    files(info, Some(have))
-        .iter()
-        .map(|f| f.bytes_completed)
-        .sum()
-}
-
 pub(crate) fn stats(views: &[TorrentView]) -> StatsView {
     StatsView {
         torrents: views.len(),
@@ -308,23 +318,24 @@ pub(crate) fn files(info: &Info, have: Option<&wire::Bitfield>) -> Vec<FileView>
         .collect()
 }
 
-pub(crate) fn pieces(torrent: Option<&Torrent>, have: Option<&wire::Bitfield>) -> PiecesView {
-    let Some(t) = torrent else {
-        return PiecesView {
-            piece_count: 0,
-            piece_length: 0,
-            have: 0,
-            bitfield: String::new(),
-        };
-    };
-    let n = t.info.num_pieces();
-    let bits = match have {
-        Some(b) if b.len() == n => b.clone(),
+/// The verified pieces of a torrent sized to it: none while its metadata is unknown, none when
+/// `have` does not match its piece count.
+pub(crate) fn piece_bits(
+    torrent: Option<&Torrent>,
+    have: Option<wire::Bitfield>,
+) -> wire::Bitfield {
+    let n = torrent.map(|t| t.info.num_pieces()).unwrap_or(0);
+    match have {
+        Some(b) if b.len() == n => b,
         _ => wire::Bitfield::new(n),
-    };
+    }
+}
+
+pub(crate) fn pieces(torrent: Option<&Torrent>, have: Option<wire::Bitfield>) -> PiecesView {
+    let bits = piece_bits(torrent, have);
     PiecesView {
-        piece_count: n,
-        piece_length: t.info.piece_length,
+        piece_count: bits.len(),
+        piece_length: torrent.map(|t| t.info.piece_length).unwrap_or(0),
         have: bits.count_ones(),
         bitfield: bits.as_bytes().iter().map(|b| format!("{b:02x}")).collect(),
     }
@@ -372,7 +383,7 @@ pub fn client_name(peer_id: &[u8; 20]) -> String {
             .map(|&b| b as char)
             .collect();
         return if printable.is_empty() {
-            hex20(peer_id)[..16].to_string()
+            peer_id[..8].iter().map(|b| format!("{b:02x}")).collect()
         } else {
             printable
         };
@@ -465,7 +476,7 @@ mod tests {
         let mut have = wire::Bitfield::new(9);
         have.set(0, true);
         have.set(8, true);
-        let v = pieces(Some(&t), Some(&have));
+        let v = pieces(Some(&t), Some(have));
         assert_eq!(v.bitfield, "8080");
         assert_eq!(v.have, 2);
         assert_eq!(v.piece_count, 9);

@@ -355,25 +355,11 @@ fn run_node(config: &Path) -> Result<()> {
     rt.block_on(async {
         let node = chain_node::Node::start(&config).await?;
         eprintln!("chain node running; JSON-RPC on http://{}", node.rpc_addr());
-        wait_for_stop_signal().await;
+        crate::shutdown_signal().await;
         eprintln!("stopping");
         node.stop().await?;
         anyhow::Ok(())
     })
-}
-
-async fn wait_for_stop_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 /// The validator processes of a devnet; killed when dropped.
@@ -489,7 +475,7 @@ fn devnet(a: DevnetArgs) -> Result<()> {
         println!("stop with Ctrl-C");
     }
     std::io::stdout().flush()?;
-    rt.block_on(wait_for_stop_signal());
+    rt.block_on(crate::shutdown_signal());
     drop(children);
     Ok(())
 }

@@ -364,14 +364,19 @@ fn version_name(v: metainfo::MetaVersion) -> &'static str {
 }
 
 fn data_dir(arg: &Option<PathBuf>) -> PathBuf {
-    if let Some(d) = arg {
-        return d.clone();
+    match arg {
+        Some(d) => d.clone(),
+        None => xdg_dir("XDG_DATA_HOME", ".local/share"),
     }
-    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+}
+
+/// `$VAR/btt`, else `$HOME/<fallback>/btt` (the XDG base-directory rule), else `.btt`.
+pub(crate) fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
+    if let Some(x) = std::env::var_os(var).filter(|x| !x.is_empty()) {
         return PathBuf::from(x).join("btt");
     }
     match std::env::var_os("HOME") {
-        Some(h) => PathBuf::from(h).join(".local/share/btt"),
+        Some(h) => PathBuf::from(h).join(fallback).join("btt"),
         None => PathBuf::from(".btt"),
     }
 }

@@ -194,23 +194,13 @@ struct Settings {
     log_format: LogFormat,
 }
 
-fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
-    if let Some(x) = std::env::var_os(var).filter(|x| !x.is_empty()) {
-        return PathBuf::from(x).join("btt");
-    }
-    match std::env::var_os("HOME") {
-        Some(h) => PathBuf::from(h).join(fallback).join("btt"),
-        None => PathBuf::from(".btt"),
-    }
-}
-
 /// Reads the config file and merges env and flags over it.
 fn resolve(a: &NodeArgs) -> Result<(Settings, FileConfig)> {
     let pre_network = a.network.clone().unwrap_or_else(|| "local".into());
     let (path, required) = match &a.config {
         Some(p) => (p.clone(), true),
         None => (
-            xdg_dir("XDG_CONFIG_HOME", ".config")
+            crate::xdg_dir("XDG_CONFIG_HOME", ".config")
                 .join(&pre_network)
                 .join("node.toml"),
             false,
@@ -238,7 +228,7 @@ fn resolve(a: &NodeArgs) -> Result<(Settings, FileConfig)> {
     let data_dir = absolute(
         &explicit_data_dir
             .clone()
-            .unwrap_or_else(|| xdg_dir("XDG_DATA_HOME", ".local/share").join(&network)),
+            .unwrap_or_else(|| crate::xdg_dir("XDG_DATA_HOME", ".local/share").join(&network)),
     )?;
     // Keys belong to the user, not to a network: by default the node shows the keystore that
     // `btt wallet` uses, `<data dir>/keystore` with the same data dir.
@@ -248,7 +238,7 @@ fn resolve(a: &NodeArgs) -> Result<(Settings, FileConfig)> {
             .or(file.keystore.clone())
             .unwrap_or_else(|| match &explicit_data_dir {
                 Some(_) => data_dir.join("keystore"),
-                None => xdg_dir("XDG_DATA_HOME", ".local/share").join("keystore"),
+                None => crate::xdg_dir("XDG_DATA_HOME", ".local/share").join("keystore"),
             }),
     )?;
     let download_dir = absolute(

@@ -149,9 +149,10 @@ impl ClientError {
     }
 }
 
-/// An `http://host:port/path` endpoint.
+/// An `http://host:port/path` endpoint, checked once: http only, no credentials in the URL, no
+/// whitespace in the path, a numeric port (80 when none is given).
 #[derive(Debug, Clone)]
-struct Endpoint {
+pub struct Endpoint {
     url: String,
     /// `host:port`, for connecting and the `Host` header (IPv6 literals keep their brackets).
     authority: String,
@@ -159,7 +160,8 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn parse(url: &str) -> Result<Self, ClientError> {
+    /// Parses `http://host[:port][/path]`.
+    pub fn parse(url: &str) -> Result<Self, ClientError> {
         let invalid = |reason| ClientError::InvalidUrl {
             url: url.into(),
             reason,
@@ -206,6 +208,21 @@ impl Endpoint {
             authority,
             path: path.to_string(),
         })
+    }
+
+    /// The URL as given (trimmed).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `host:port`, for connecting and the `Host` header (IPv6 literals keep their brackets).
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// The path, `/` when the URL has none.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 }
 
