@@ -1,0 +1,1 @@
+//! The chain port (stub; being written).

@@ -1,0 +1,1 @@
+//! Settlement (stub; being written).
