@@ -13,6 +13,7 @@
 //! - The synchronous cores hold the policy and most unit tests: [`picker`] (rarest-first, endgame,
 //!   parole after hash failures), [`choker`] (tit-for-tat, optimistic unchoke), [`resume`] and
 //!   [`ratelimit`].
+//! - [`ext`]: hooks for a BEP 10 extension that takes part in choking and serving (Speed).
 //! - [`storage`] does positional reads and writes across the torrent's files (pad files are never
 //!   on disk) and checks pieces against SHA-1 (v1), the BEP 52 Merkle piece layers (v2) or both
 //!   (hybrid); pieces are hashed and written on blocking threads, never on the network tasks.
@@ -33,6 +34,7 @@
 pub mod choker;
 pub mod create;
 mod discovery;
+pub mod ext;
 pub mod lsd;
 mod magnet;
 mod peer;

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use wire::{Bitfield, BlockRef, ExtendedHandshake, FrameDecoder, Handshake, Message, BLOCK_SIZE};
 
+use crate::ext::{SharedPeerExt, EXTENSION_ID};
 use crate::picker::{BlockOutcome, PeerKey};
 use crate::session::{SessionShared, CLIENT_VERSION};
 use crate::torrent::{register_peer, PeerCmd, PeerCounters, Shared};
@@ -137,7 +138,7 @@ async fn open(session: &SessionShared, addr: SocketAddr) -> Result<PeerStream, S
 }
 
 /// Outgoing data shared between the reader and the writer.
-struct Outbox {
+pub(crate) struct Outbox {
     inner: Mutex<OutInner>,
     wake: Notify,
 }
@@ -146,6 +147,9 @@ struct Outbox {
 struct OutInner {
     ctrl: Vec<u8>,
     uploads: VecDeque<BlockRef>,
+    /// The extension held the upload queue back (a buyer's credit is used up); cleared by
+    /// [`Outbox::resume`].
+    held: bool,
     closed: bool,
 }
 
@@ -154,7 +158,7 @@ impl Outbox {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn send(&self, m: &Message<'_>) {
+    pub(crate) fn send(&self, m: &Message<'_>) {
         m.encode(&mut self.lock().ctrl);
         self.wake.notify_one();
     }
@@ -162,6 +166,16 @@ impl Outbox {
     fn close(&self) {
         self.lock().closed = true;
         self.wake.notify_one();
+    }
+
+    /// Lets the writer serve the upload queue again after the extension held it back.
+    pub(crate) fn resume(&self) {
+        let mut o = self.lock();
+        if o.held {
+            o.held = false;
+            drop(o);
+            self.wake.notify_one();
+        }
     }
 }
 
@@ -198,6 +212,8 @@ struct Conn {
     v2: bool,
     /// Our outstanding BEP 52 hash requests, with the piece each is for.
     hash_requests: Vec<(u32, wire::HashRequest)>,
+    /// The torrent's extension on this connection, and the id the peer receives it on (0: none).
+    ext: Option<(SharedPeerExt, Arc<AtomicU8>)>,
 }
 
 /// Runs a connection whose handshakes are done.
@@ -230,11 +246,27 @@ pub(crate) async fn run(
         inner: Mutex::new(OutInner::default()),
         wake: Notify::new(),
     });
+    let ext = shared.extension.as_ref().and_then(|ext| {
+        let cmd = shared.lock().peers.get(&key)?.cmd.clone();
+        let their_id = Arc::new(AtomicU8::new(0));
+        let link = crate::ext::PeerLink {
+            out: out.clone(),
+            cmd,
+            their_id: their_id.clone(),
+        };
+        Some((
+            Arc::new(Mutex::new(ext.clone().connect(key, link))),
+            their_id,
+        ))
+    });
     let writer = tokio::spawn(write_loop(
         shared.clone(),
         wr,
         out.clone(),
         counters.clone(),
+        Serving {
+            ext: ext.as_ref().map(|(e, _)| e.clone()),
+        },
     ));
     let n = shared.info.num_pieces();
     let now = Instant::now();
@@ -267,6 +299,7 @@ pub(crate) async fn run(
         // The handshake bit marks v2 support on a hybrid; a v2-only torrent implies it.
         v2: hs.supports_v2() || !shared.info.version.has_v1(),
         hash_requests: Vec::new(),
+        ext,
     };
     conn.greet(&hs);
 
@@ -337,6 +370,12 @@ impl Conn {
             ext.m.insert("ut_metadata".into(), UT_METADATA_ID);
             if self.shared.pex_enabled() {
                 ext.m.insert("ut_pex".into(), UT_PEX_ID);
+            }
+            if let (Some(x), Some((peer_ext, _))) = (&self.shared.extension, &self.ext) {
+                if let Some(entry) = crate::ext::lock(peer_ext).handshake_entry() {
+                    ext.m.insert(x.name().into(), EXTENSION_ID);
+                    ext.extra.insert(x.name().into(), entry);
+                }
             }
             self.out.send(&Message::Extended {
                 id: 0,
@@ -472,6 +511,16 @@ impl Conn {
                     if let Some(p) = self.shared.lock().peers.get_mut(&self.key) {
                         p.listen_addr = Some(listen);
                     }
+                }
+                if let (Some(x), Some((peer_ext, their_id))) = (&self.shared.extension, &self.ext) {
+                    let id = ext.extension_id(x.name());
+                    their_id.store(id.unwrap_or(0), Relaxed);
+                    crate::ext::lock(peer_ext).on_handshake(payload, id);
+                }
+            }
+            EXTENSION_ID if self.ext.is_some() => {
+                if let Some((peer_ext, _)) = &self.ext {
+                    crate::ext::lock(peer_ext).on_message(payload);
                 }
             }
             UT_METADATA_ID => {
@@ -673,6 +722,8 @@ impl Conn {
             }
         } else {
             self.out.send(&Message::Unchoke);
+            // A fresh unchoke asks the extension again rather than keep an old hold.
+            self.out.resume();
         }
     }
 
@@ -737,8 +788,14 @@ impl Conn {
 
     fn command(&mut self, cmd: PeerCmd) {
         match cmd {
-            PeerCmd::Choke => self.set_choking(true),
-            PeerCmd::Unchoke => self.set_choking(false),
+            PeerCmd::Choke | PeerCmd::Unchoke => {
+                let choke = matches!(cmd, PeerCmd::Choke);
+                // The rechoke's view follows, whoever asked (the choker or the extension).
+                if let Some(p) = self.shared.lock().peers.get_mut(&self.key) {
+                    p.unchoked = !choke;
+                }
+                self.set_choking(choke);
+            }
             PeerCmd::Cancel(b) => {
                 if let Some(pos) = self.outstanding.iter().position(|o| *o == b) {
                     self.outstanding.remove(pos);
@@ -843,6 +900,9 @@ impl Conn {
     }
 
     fn cleanup(&mut self) {
+        if let Some((peer_ext, _)) = &self.ext {
+            crate::ext::lock(peer_ext).on_close();
+        }
         let mut inner = self.shared.lock();
         inner.picker.remove_peer_pieces(&self.peer_bits);
         for b in self.outstanding.drain(..) {
@@ -855,11 +915,18 @@ impl Conn {
     }
 }
 
+/// What the writer checks before serving a block.
+struct Serving {
+    /// The extension, asked before each block (a seller's credit rule).
+    ext: Option<SharedPeerExt>,
+}
+
 async fn write_loop(
     shared: Arc<Shared>,
     mut wr: BoxWrite,
     out: Arc<Outbox>,
     counters: Arc<PeerCounters>,
+    serving: Serving,
 ) {
     let mut ctrl = Vec::new();
     let mut batch: Vec<u8> = Vec::new();
@@ -869,7 +936,7 @@ async fn write_loop(
             let mut o = out.lock();
             std::mem::swap(&mut ctrl, &mut o.ctrl);
             let mut bytes = 0usize;
-            while bytes < UPLOAD_BATCH_BYTES {
+            while bytes < UPLOAD_BATCH_BYTES && !o.held {
                 let Some(b) = o.uploads.pop_front() else {
                     break;
                 };
@@ -892,6 +959,22 @@ async fn write_loop(
                 return out.close();
             }
             ctrl.clear();
+        }
+        if let Some(ext) = &serving.ext {
+            // Asked without the outbox lock: the extension may send messages of its own. The
+            // first block it refuses and those after it go back to the queue, which waits for
+            // `resume` (a payment); a choke meanwhile rejects them as usual.
+            let served = blocks
+                .iter()
+                .position(|b| !crate::ext::lock(ext).on_serve(b.length))
+                .unwrap_or(blocks.len());
+            if served < blocks.len() {
+                let mut o = out.lock();
+                for b in blocks.drain(served..).rev() {
+                    o.uploads.push_front(b);
+                }
+                o.held = true;
+            }
         }
         if blocks.is_empty() {
             continue;

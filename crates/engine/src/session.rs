@@ -95,6 +95,8 @@ pub struct AddTorrent {
     pub upload_rate_limit: u64,
     /// Web seeds (BEP 19): HTTP URLs serving the torrent's files.
     pub web_seeds: Vec<String>,
+    /// A BEP 10 extension that takes part in choking and serving (the Speed market).
+    pub extension: Option<std::sync::Arc<dyn crate::ext::Extension>>,
 }
 
 impl AddTorrent {
@@ -108,6 +110,7 @@ impl AddTorrent {
             download_rate_limit: 0,
             upload_rate_limit: 0,
             web_seeds: Vec::new(),
+            extension: None,
         }
     }
 }

@@ -235,6 +235,8 @@ pub(crate) struct Shared {
     resume_path: PathBuf,
     /// Only seeding: advertised as `upload_only` in the extension handshake.
     pub(crate) seed_only: bool,
+    /// The torrent's policy extension (Speed), if any.
+    pub(crate) extension: Option<Arc<dyn crate::ext::Extension>>,
 }
 
 impl Shared {
@@ -301,6 +303,14 @@ impl Shared {
         from: Vec<PeerKey>,
     ) {
         let ok = self.hashes.piece_ok(index, &data);
+        if let Some(ext) = &self.extension {
+            let sources = block_sources(&from, data.len() as u64);
+            if ok {
+                ext.piece_verified(index, &sources);
+            } else {
+                ext.piece_failed(index, &sources);
+            }
+        }
         if ok {
             if let Err(e) = self.storage.write_piece(index, &data) {
                 tracing::error!("{e}");
@@ -716,6 +726,24 @@ fn admit(shared: &Arc<Shared>, addr: &SocketAddr, hs: &Handshake) -> bool {
     shared.session.try_connection()
 }
 
+/// Payload bytes per sender of a piece of `len` bytes whose blocks came from `from` (one entry
+/// per block; key 0 is no peer), in first-seen order.
+fn block_sources(from: &[PeerKey], len: u64) -> Vec<(PeerKey, u64)> {
+    let block = u64::from(wire::BLOCK_SIZE);
+    let mut sources: Vec<(PeerKey, u64)> = Vec::new();
+    for (i, &key) in from.iter().enumerate() {
+        let bytes = len.saturating_sub(i as u64 * block).min(block);
+        if key == 0 || bytes == 0 {
+            continue;
+        }
+        match sources.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += bytes,
+            None => sources.push((key, bytes)),
+        }
+    }
+    sources
+}
+
 /// Registers a peer whose handshake completed; returns its key and command receiver.
 pub(crate) fn register_peer(
     shared: &Shared,
@@ -854,6 +882,7 @@ pub(crate) async fn start(
         next_key: AtomicU64::new(1),
         resume_path,
         seed_only: add.seed_only,
+        extension: add.extension,
     });
     {
         let s = shared.clone();
@@ -1037,6 +1066,31 @@ fn update_rates(shared: &Shared) {
 }
 
 fn rechoke(shared: &Shared) {
+    if let Some(ext) = &shared.extension {
+        let (peers, seeding): (Vec<crate::ext::RechokePeer>, bool) = {
+            let inner = shared.lock();
+            let peers = inner
+                .peers
+                .iter()
+                .map(|(&key, p)| crate::ext::RechokePeer {
+                    key,
+                    interested: p.interested,
+                    down_rate_bytes_per_s: p.counters.down_rate.load(Relaxed),
+                    up_rate_bytes_per_s: p.counters.up_rate.load(Relaxed),
+                    snubbed: p.counters.snubbed.load(Relaxed),
+                    connected_for: p.connected_at.elapsed(),
+                })
+                .collect();
+            (peers, inner.picker.is_complete())
+        };
+        let slots = shared.session.config.upload_slots;
+        // The extension decides without the torrent's lock held.
+        if let Some(unchoke) = ext.rechoke(&peers, slots, seeding) {
+            let unchoke: HashSet<PeerKey> = unchoke.into_iter().collect();
+            apply_unchoke(&mut shared.lock(), &unchoke);
+            return;
+        }
+    }
     let mut guard = shared.lock();
     let inner = &mut *guard;
     let seeding = inner.picker.is_complete();
@@ -1058,6 +1112,11 @@ fn rechoke(shared: &Shared) {
         .rechoke(&candidates, slots, seeding, &mut inner.rng)
         .into_iter()
         .collect();
+    apply_unchoke(inner, &unchoke);
+}
+
+/// Chokes and unchokes peers so that exactly `unchoke` are unchoked.
+fn apply_unchoke(inner: &mut Inner, unchoke: &HashSet<PeerKey>) {
     for (key, p) in inner.peers.iter_mut() {
         let want = unchoke.contains(key);
         if want != p.unchoked {
@@ -1331,5 +1390,22 @@ async fn announcer(shared: Arc<Shared>, info_hash: [u8; 20], tiers: Vec<Vec<Stri
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::block_sources;
+
+    #[test]
+    fn block_sources_count_bytes_per_sender() {
+        // A 40,000-byte piece: blocks of 16,384, 16,384 and 7,232 bytes.
+        assert_eq!(
+            block_sources(&[5, 9, 5], 40_000),
+            vec![(5, 16_384 + 7_232), (9, 16_384)]
+        );
+        // Key 0 (padding, or no peer) is left out.
+        assert_eq!(block_sources(&[0, 9], 32_768), vec![(9, 16_384)]);
+        assert_eq!(block_sources(&[], 0), vec![]);
     }
 }

@@ -33,6 +33,10 @@ pub struct ExtendedHandshake {
     pub metadata_size: Option<u64>,
     /// The sender only uploads (BEP 21); it is a partial seed and will not request pieces.
     pub upload_only: bool,
+    /// Further top-level entries an extension adds to our handshake (for example `by_speed`),
+    /// as key and bencoded value. Written in key order with the others; not filled by
+    /// [`decode`](Self::decode), since an extension reads its own entry from the raw payload.
+    pub extra: BTreeMap<String, Vec<u8>>,
 }
 
 fn int(v: Option<&Value<'_>>) -> Option<i64> {
@@ -85,33 +89,61 @@ impl ExtendedHandshake {
     /// The canonical bencoding (keys sorted). Every `m` entry is written, including id 0, which
     /// tells the peer an extension is now disabled.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut e = Encoder::new(&mut out);
-        // Keys in ascending byte order: m, metadata_size, p, reqq, upload_only, v, yourip.
-        e.dict_start();
-        e.bytes(b"m").dict_start();
-        for (name, id) in &self.m {
-            e.bytes(name.as_bytes()).int(i64::from(*id));
-        }
-        e.end();
+        let mut entries: Vec<(&[u8], Vec<u8>)> = Vec::with_capacity(8 + self.extra.len());
+        let mut put = |key: &'static str, write: &dyn Fn(&mut Encoder<'_>)| {
+            let mut value = Vec::new();
+            write(&mut Encoder::new(&mut value));
+            entries.push((key.as_bytes(), value));
+        };
+        put("m", &|e| {
+            e.dict_start();
+            for (name, id) in &self.m {
+                e.bytes(name.as_bytes()).int(i64::from(*id));
+            }
+            e.end();
+        });
         if let Some(size) = self.metadata_size {
-            e.bytes(b"metadata_size")
-                .int(i64::try_from(size).unwrap_or(i64::MAX));
+            put("metadata_size", &|e| {
+                e.int(i64::try_from(size).unwrap_or(i64::MAX));
+            });
         }
         if let Some(p) = self.p {
-            e.bytes(b"p").int(i64::from(p));
+            put("p", &|e| {
+                e.int(i64::from(p));
+            });
         }
         if let Some(reqq) = self.reqq {
-            e.bytes(b"reqq").int(i64::from(reqq));
+            put("reqq", &|e| {
+                e.int(i64::from(reqq));
+            });
         }
         if self.upload_only {
-            e.bytes(b"upload_only").int(1);
+            put("upload_only", &|e| {
+                e.int(1);
+            });
         }
         if let Some(v) = &self.v {
-            e.bytes(b"v").bytes(v.as_bytes());
+            put("v", &|e| {
+                e.bytes(v.as_bytes());
+            });
         }
         if let Some(ip) = &self.yourip {
-            e.bytes(b"yourip").bytes(ip);
+            put("yourip", &|e| {
+                e.bytes(ip);
+            });
+        }
+        for (key, value) in &self.extra {
+            // The standard keys win over an extension entry of the same name.
+            if !entries.iter().any(|(k, _)| *k == key.as_bytes()) {
+                entries.push((key.as_bytes(), value.clone()));
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out = Vec::new();
+        let mut e = Encoder::new(&mut out);
+        e.dict_start();
+        for (key, value) in &entries {
+            e.bytes(key).raw(value);
         }
         e.end();
         out
@@ -133,6 +165,7 @@ mod tests {
             reqq: Some(250),
             metadata_size: Some(31235),
             upload_only: true,
+            extra: Default::default(),
         }
     }
 
@@ -144,6 +177,19 @@ mod tests {
         assert_eq!(bytes, expected);
         assert_eq!(ExtendedHandshake::decode(&bytes), Ok(sample()));
         // The encoding is canonical bencode.
+        assert_eq!(bencode::decode(&bytes).unwrap().encode_to_vec(), bytes);
+    }
+
+    #[test]
+    fn extension_entries_sort_among_the_standard_keys() {
+        let mut hs = ExtendedHandshake::default();
+        hs.v = Some("btt".into());
+        hs.extra.insert("by_speed".into(), b"d1:vi1ee".to_vec());
+        hs.extra.insert("q".into(), b"i7e".to_vec());
+        // A standard key is never written twice.
+        hs.extra.insert("v".into(), b"3:bad".to_vec());
+        let bytes = hs.encode();
+        assert_eq!(bytes, b"d8:by_speedd1:vi1ee1:mde1:qi7e1:v3:btte");
         assert_eq!(bencode::decode(&bytes).unwrap().encode_to_vec(), bytes);
     }
 
