@@ -182,8 +182,10 @@ mod tests {
 
     #[test]
     fn extension_entries_sort_among_the_standard_keys() {
-        let mut hs = ExtendedHandshake::default();
-        hs.v = Some("btt".into());
+        let mut hs = ExtendedHandshake {
+            v: Some("btt".into()),
+            ..Default::default()
+        };
         hs.extra.insert("by_speed".into(), b"d1:vi1ee".to_vec());
         hs.extra.insert("q".into(), b"i7e".to_vec());
         // A standard key is never written twice.
