@@ -93,6 +93,7 @@ pub struct PeerLink {
     pub(crate) out: Arc<crate::peer::Outbox>,
     pub(crate) cmd: mpsc::UnboundedSender<PeerCmd>,
     pub(crate) their_id: Arc<AtomicU8>,
+    pub(crate) rechoke: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for PeerLink {
@@ -128,6 +129,11 @@ impl PeerLink {
     /// Serves the upload queue again after [`PeerExtension::on_serve`] held it back.
     pub fn resume(&self) {
         self.out.resume();
+    }
+
+    /// Asks for a rechoke now rather than at the next round (for example, a new eligible bid).
+    pub fn rechoke_soon(&self) {
+        self.rechoke.notify_one();
     }
 
     /// Closes the connection.

@@ -253,6 +253,7 @@ pub(crate) async fn run(
             out: out.clone(),
             cmd,
             their_id: their_id.clone(),
+            rechoke: shared.rechoke_wake.clone(),
         };
         Some((
             Arc::new(Mutex::new(ext.clone().connect(key, link))),

@@ -237,6 +237,9 @@ pub(crate) struct Shared {
     pub(crate) seed_only: bool,
     /// The torrent's policy extension (Speed), if any.
     pub(crate) extension: Option<Arc<dyn crate::ext::Extension>>,
+    /// Asks the housekeeping task for a rechoke before the next round (the extension saw a
+    /// change that matters, such as a new eligible bid).
+    pub(crate) rechoke_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -883,6 +886,7 @@ pub(crate) async fn start(
         resume_path,
         seed_only: add.seed_only,
         extension: add.extension,
+        rechoke_wake: Arc::new(tokio::sync::Notify::new()),
     });
     {
         let s = shared.clone();
@@ -988,6 +992,10 @@ async fn housekeeping(shared: Arc<Shared>) {
             _ = tick.tick() => {}
             _ = shared.completed_wake.notified() => {
                 on_complete(&shared).await;
+                continue;
+            }
+            _ = shared.rechoke_wake.notified() => {
+                rechoke(&shared);
                 continue;
             }
             _ = shutdown.changed() => break,
