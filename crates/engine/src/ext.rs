@@ -147,6 +147,100 @@ impl PeerLink {
     }
 }
 
+/// What a [`PeerLink`] asked of its connection, as a [`LinkProbe`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkCommand {
+    /// [`PeerLink::choke`].
+    Choke,
+    /// [`PeerLink::unchoke`].
+    Unchoke,
+    /// [`PeerLink::disconnect`].
+    Disconnect,
+}
+
+/// The far side of a [`detached`] link: sees what the extension sent and asked.
+pub struct LinkProbe {
+    out: Arc<crate::peer::Outbox>,
+    cmd: mpsc::UnboundedReceiver<PeerCmd>,
+    rechoke: Arc<tokio::sync::Notify>,
+}
+
+/// A link to no connection, with the probe that sees what goes through it: for testing an
+/// extension without sockets. `their_id` is the id the imaginary peer gave the extension.
+pub fn detached(their_id: u8) -> (PeerLink, LinkProbe) {
+    let out = Arc::new(crate::peer::Outbox::new());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let rechoke = Arc::new(tokio::sync::Notify::new());
+    let link = PeerLink {
+        out: out.clone(),
+        cmd: tx,
+        their_id: Arc::new(AtomicU8::new(their_id)),
+        rechoke: rechoke.clone(),
+    };
+    (
+        link,
+        LinkProbe {
+            out,
+            cmd: rx,
+            rechoke,
+        },
+    )
+}
+
+impl std::fmt::Debug for LinkProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkProbe").finish_non_exhaustive()
+    }
+}
+
+impl LinkProbe {
+    /// The extension payloads sent since the last call, in order.
+    pub fn take_sent(&mut self) -> Vec<Vec<u8>> {
+        let bytes = self.out.take_ctrl();
+        let mut dec = wire::FrameDecoder::new(bytes.len().max(16));
+        let mut sent = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let spare = dec.spare();
+            let n = spare.len().min(bytes.len() - at);
+            spare[..n].copy_from_slice(&bytes[at..at + n]);
+            dec.advance(n);
+            at += n;
+            while let Ok(Some(m)) = dec.next() {
+                if let wire::Message::Extended { payload, .. } = m {
+                    sent.push(payload.to_vec());
+                }
+            }
+        }
+        sent
+    }
+
+    /// The commands asked since the last call, in order.
+    pub fn take_commands(&mut self) -> Vec<LinkCommand> {
+        let mut cmds = Vec::new();
+        while let Ok(c) = self.cmd.try_recv() {
+            cmds.push(match c {
+                PeerCmd::Choke => LinkCommand::Choke,
+                PeerCmd::Unchoke => LinkCommand::Unchoke,
+                _ => LinkCommand::Disconnect,
+            });
+        }
+        cmds
+    }
+
+    /// Whether the upload queue is held back (until [`PeerLink::resume`]).
+    pub fn held(&self) -> bool {
+        self.out.is_held()
+    }
+
+    /// Whether a rechoke was asked for since the last call.
+    pub fn rechoke_asked(&self) -> bool {
+        let notified = self.rechoke.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable()
+    }
+}
+
 /// A connection's extension state, shared by its reader and writer.
 pub(crate) type SharedPeerExt = Arc<Mutex<Box<dyn PeerExtension>>>;
 

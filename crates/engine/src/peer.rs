@@ -154,6 +154,22 @@ struct OutInner {
 }
 
 impl Outbox {
+    pub(crate) fn new() -> Self {
+        Self {
+            inner: Mutex::new(OutInner::default()),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Takes the encoded control messages not yet written.
+    pub(crate) fn take_ctrl(&self) -> Vec<u8> {
+        std::mem::take(&mut self.lock().ctrl)
+    }
+
+    pub(crate) fn is_held(&self) -> bool {
+        self.lock().held
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, OutInner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -242,10 +258,7 @@ pub(crate) async fn run(
     tracing::debug!(%addr, client = %String::from_utf8_lossy(&hs.peer_id[..8]),
         transport = %stream.transport, "peer connected");
     let PeerStream { mut rd, wr, .. } = stream;
-    let out = Arc::new(Outbox {
-        inner: Mutex::new(OutInner::default()),
-        wake: Notify::new(),
-    });
+    let out = Arc::new(Outbox::new());
     let ext = shared.extension.as_ref().and_then(|ext| {
         let cmd = shared.lock().peers.get(&key)?.cmd.clone();
         let their_id = Arc::new(AtomicU8::new(0));

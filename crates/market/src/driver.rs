@@ -13,16 +13,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use engine::ext::{Extension, PeerExtension, PeerLink, RechokePeer};
 use speed::{
-    Amount, Ask, Auction, AuctionConfig, Auth, Bid, BidResponse, Bidder, BidderConfig,
-    BuyerLedger, Candidate, ChannelId, Close, ErrorCode, ErrorMsg, Handshake, Message, Nonce,
-    Role, SellerLedger, Signature, Voucher,
+    Amount, Ask, Auction, AuctionConfig, Auth, Bid, BidResponse, Bidder, BidderConfig, BidderError,
+    BuyerLedger, Candidate, ChannelId, Close, CreditError, ErrorCode, ErrorMsg, Handshake, Message,
+    Nonce, Role, SellerLedger, Signature, Voucher,
 };
 use wallet::eip712::{self, Eip712Domain};
 
 use crate::chain::{ChainPort, ChannelState};
 use crate::settle::BuyerChannel;
 
-/// A buyer whose credit stays used up this long is in default and loses its paid slot.
+/// How long a buyer's credit may stay used up before it is in default, by default.
 pub const DEFAULT_AFTER: Duration = Duration::from_secs(5);
 /// Rechoke rounds between rotations of the optimistic unchoke (3 × 10 s).
 const OPTIMISTIC_EVERY: u64 = 3;
@@ -68,6 +68,8 @@ pub struct MarketConfig {
     pub channel_lifetime_s: u64,
     /// A channel expiring within this many seconds is refused by a seller.
     pub expiry_margin_s: u64,
+    /// A buyer whose credit stays used up this long is in default and loses its paid slot.
+    pub default_after: Duration,
 }
 
 impl Default for MarketConfig {
@@ -76,6 +78,7 @@ impl Default for MarketConfig {
             seller: None,
             channel_lifetime_s: 7 * 24 * 3600,
             expiry_margin_s: 3600,
+            default_after: DEFAULT_AFTER,
         }
     }
 }
@@ -250,8 +253,10 @@ enum Outgoing {
     Stopped,
 }
 
-/// A buyer's channel to us, as seller.
+/// A buyer's channel to us, as seller. (One per connection, so the size of `Ready` is no
+/// concern.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Incoming {
     None,
     Checking,
@@ -300,9 +305,9 @@ impl Peer {
         }));
     }
 
-    fn in_default(&self, now: Instant) -> bool {
+    fn in_default(&self, now: Instant, after: Duration) -> bool {
         self.exhausted_since
-            .is_some_and(|t| now.duration_since(t) >= DEFAULT_AFTER)
+            .is_some_and(|t| now.duration_since(t) >= after)
     }
 }
 
@@ -424,7 +429,12 @@ impl SpeedTorrent {
         };
         match msg {
             Message::Auth(a) => {
-                let digest = auth_digest(&self.market.domain(), theirs.wallet, &a.nonce, &a.peer_nonce);
+                let digest = auth_digest(
+                    &self.market.domain(),
+                    theirs.wallet,
+                    &a.nonce,
+                    &a.peer_nonce,
+                );
                 let ok = a.nonce == theirs.nonce
                     && a.peer_nonce == peer.nonce
                     && recover(&digest, &a.sig) == Some(theirs.wallet);
@@ -501,9 +511,12 @@ impl SpeedTorrent {
         let id = self.channel_id(payee);
         if let Some(channel) = self.market.store.opened(&id) {
             if channel.locked() >= Amount::cost(self.piece_len, bid) {
-                let added =
-                    st.ledger
-                        .add_seller(speed::PeerKey(key), id, channel.deposit, channel.cumulative);
+                let added = st.ledger.add_seller(
+                    speed::PeerKey(key),
+                    id,
+                    channel.deposit,
+                    channel.cumulative,
+                );
                 if added.is_ok() {
                     peer.outgoing = Outgoing::Ready(id);
                     peer.send(&Message::Channel(speed::Channel { channel: id }));
@@ -532,12 +545,9 @@ impl SpeedTorrent {
             };
             match result {
                 Ok((channel, cumulative)) => {
-                    let added = st.ledger.add_seller(
-                        speed::PeerKey(key),
-                        id,
-                        channel.deposit,
-                        cumulative,
-                    );
+                    let added =
+                        st.ledger
+                            .add_seller(speed::PeerKey(key), id, channel.deposit, cumulative);
                     if added.is_err() {
                         let _ = st.ledger.top_up(speed::PeerKey(key), channel.deposit);
                     }
@@ -704,7 +714,11 @@ impl SpeedTorrent {
             peer.error(code, &e.to_string());
             return;
         }
-        if let Err(e) = self.market.store.record_voucher(channel, v.cumulative, v.sig) {
+        if let Err(e) = self
+            .market
+            .store
+            .record_voucher(channel, v.cumulative, v.sig)
+        {
             tracing::error!("cannot record a voucher: {e}");
             return;
         }
@@ -715,7 +729,11 @@ impl SpeedTorrent {
         }
         peer.send(&Message::Receipt(receipt));
         peer.link.resume();
-        st.stats.earned = st.stats.earned.checked_add(gained).unwrap_or(st.stats.earned);
+        st.stats.earned = st
+            .stats
+            .earned
+            .checked_add(gained)
+            .unwrap_or(st.stats.earned);
     }
 
     /// As seller: may the writer send `len` more bytes to this buyer?
@@ -772,7 +790,7 @@ impl SpeedTorrent {
             );
             let due = match due {
                 Ok(Some(due)) => due,
-                Ok(None) => continue,
+                Ok(None) | Err(BidderError::Credit(CreditError::AlreadyPaid(_))) => continue,
                 Err(e) => {
                     tracing::info!(peer = key, "not paying: {e}");
                     peer.outgoing = Outgoing::Stopped;
@@ -827,7 +845,7 @@ impl SpeedTorrent {
                     let bid = p.bid.as_ref().map(|b| b.price_per_byte);
                     let eligible = p.authed
                         && ready
-                        && !p.in_default(now)
+                        && !p.in_default(now, self.market.config.default_after)
                         && bid.is_some_and(|b| b >= reserve);
                     (bid, eligible, p.paid_price.is_some())
                 }
@@ -984,7 +1002,9 @@ impl PeerExtension for SpeedPeer {
     }
 
     fn on_serve(&mut self, len: u32) -> bool {
-        self.torrent.as_ref().is_none_or(|t| t.on_serve(self.key, len))
+        self.torrent
+            .as_ref()
+            .is_none_or(|t| t.on_serve(self.key, len))
     }
 
     fn on_close(&mut self) {
