@@ -8,7 +8,7 @@
 //! connection's [`PeerLink`]; no engine task ever waits for the chain.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use engine::ext::{Extension, PeerExtension, PeerLink, RechokePeer};
@@ -168,7 +168,8 @@ impl Market {
                 n => n.min(piece_len),
             })
             .unwrap_or(0);
-        Arc::new(SpeedTorrent {
+        Arc::new_cyclic(|me| SpeedTorrent {
+            me: me.clone(),
             market: self.clone(),
             info_hash,
             piece_len,
@@ -281,6 +282,8 @@ struct Peer {
     /// Price per byte while we hold this seller's paid slot.
     slot_price: Option<u64>,
     bid_sent: Option<u64>,
+    /// A top-up transaction is under way.
+    topping_up: bool,
     // As seller, towards this buyer.
     incoming: Incoming,
     bid: Option<Bid>,
@@ -324,6 +327,8 @@ struct TorrentState {
 
 /// One torrent's market: the engine's [`Extension`].
 pub struct SpeedTorrent {
+    /// Itself, for the tasks it spawns.
+    me: Weak<SpeedTorrent>,
     market: Arc<Market>,
     info_hash: [u8; 20],
     piece_len: u64,
@@ -344,6 +349,10 @@ impl std::fmt::Debug for SpeedTorrent {
 impl SpeedTorrent {
     fn lock(&self) -> MutexGuard<'_, TorrentState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn this(&self) -> Option<Arc<Self>> {
+        self.me.upgrade()
     }
 
     /// This torrent's market figures.
@@ -623,7 +632,10 @@ impl SpeedTorrent {
             return;
         }
         let payer = peer.theirs.as_ref().map(|t| t.wallet);
-        peer.incoming = Incoming::Checking;
+        // A channel named again (after a top-up) keeps its ledger while it is re-read.
+        if matches!(peer.incoming, Incoming::None) {
+            peer.incoming = Incoming::Checking;
+        }
         let this = self.clone();
         self.runtime.spawn(async move {
             let m = &this.market;
@@ -680,7 +692,9 @@ impl SpeedTorrent {
                     }
                 }
                 Err(e) => {
-                    peer.incoming = Incoming::None;
+                    if matches!(peer.incoming, Incoming::Checking) {
+                        peer.incoming = Incoming::None;
+                    }
                     peer.error(ErrorCode::BadChannel, &e);
                 }
             }
@@ -809,7 +823,51 @@ impl SpeedTorrent {
                 cumulative: due.cumulative,
                 sig,
             }));
+            // Keep the channel funded for what is left, within the budget.
+            let unspent = st.ledger.remaining_deposit(speed::PeerKey(key));
+            let locked = self.market.store.locked_unspent();
+            let add = unspent.and_then(|u| {
+                st.bidder
+                    .top_up(u, st.remaining, price, self.piece_len, locked)
+            });
+            if let (Some(add), false) = (add, peer.topping_up) {
+                peer.topping_up = true;
+                self.top_up(key, id, add);
+            }
         }
+    }
+
+    /// As buyer: adds `add` to our channel `id` to the seller on `key`, then names the channel
+    /// again so the seller re-reads the deposit.
+    fn top_up(&self, key: u64, id: ChannelId, add: Amount) {
+        let Some(this) = self.this() else {
+            return;
+        };
+        self.runtime.spawn(async move {
+            let result = async {
+                let channel = this
+                    .market
+                    .chain
+                    .top_up(id, add)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                this.market.store.save_opened(&channel, this.salt())?;
+                Ok::<_, String>(channel)
+            }
+            .await;
+            let mut st = this.lock();
+            let st = &mut *st;
+            match result {
+                Ok(channel) => {
+                    let _ = st.ledger.top_up(speed::PeerKey(key), channel.deposit);
+                    if let Some(peer) = st.peers.get_mut(&key) {
+                        peer.topping_up = false;
+                        peer.send(&Message::Channel(speed::Channel { channel: id }));
+                    }
+                }
+                Err(e) => tracing::warn!("cannot top up a payment channel: {e}"),
+            }
+        });
     }
 
     /// As buyer: a piece failed; its sellers are never paid again.
@@ -936,6 +994,7 @@ impl Extension for SpeedTorrent {
                 outgoing: Outgoing::None,
                 slot_price: None,
                 bid_sent: None,
+                topping_up: false,
                 incoming: Incoming::None,
                 bid: None,
                 paid_price: None,
