@@ -20,6 +20,7 @@ use metainfo::Torrent;
 
 mod chain_cmd;
 mod demo;
+mod market_cmd;
 mod node_cmd;
 mod progress;
 mod torrent_cmd;
@@ -52,6 +53,8 @@ enum Command {
     Node(node_cmd::NodeArgs),
     /// Drive a running node: add, ls, info, start, stop, rm.
     Torrent(torrent_cmd::TorrentArgs),
+    /// The Speed market's books: channels, earnings, and claiming vouchers on chain.
+    Market(market_cmd::MarketCmdArgs),
 }
 
 #[derive(Args)]
@@ -183,6 +186,10 @@ struct DownloadArgs {
     json: bool,
     #[command(flatten)]
     session: SessionArgs,
+    #[command(flatten)]
+    buy: market_cmd::BuyArgs,
+    #[command(flatten)]
+    market: market_cmd::MarketArgs,
 }
 
 #[derive(Args)]
@@ -193,6 +200,10 @@ struct SeedArgs {
     dir: PathBuf,
     #[command(flatten)]
     session: SessionArgs,
+    #[command(flatten)]
+    sell: market_cmd::SellArgs,
+    #[command(flatten)]
+    market: market_cmd::MarketArgs,
 }
 
 fn main() -> ExitCode {
@@ -224,6 +235,10 @@ fn main() -> ExitCode {
         Command::Chain(a) => chain_cmd::run(a),
         Command::Node(a) => node_cmd::run(a),
         Command::Torrent(a) => torrent_cmd::run(a),
+        Command::Market(a) => {
+            let dir = data_dir(&a.data_dir);
+            market_cmd::run(a, dir)
+        }
         Command::Demo(a) => {
             runtime().and_then(|rt| rt.block_on(demo::run(a.size_mb, a.piece_size, a.keep)))
         }
@@ -445,6 +460,11 @@ async fn download(a: DownloadArgs) -> Result<()> {
     } else {
         Source::File(Box::new(load_torrent(Path::new(&a.torrent))?))
     };
+    let budget = a.buy.budget()?;
+    let market = match budget {
+        Some(_) => Some(market_cmd::start(&a.market, &data_dir(&a.session.data_dir), None).await?),
+        None => None,
+    };
     let session = start_session(&a.session).await?;
     let (torrent, mut peers) = match source {
         Source::File(t) => (*t, Vec::new()),
@@ -457,6 +477,20 @@ async fn download(a: DownloadArgs) -> Result<()> {
     let mut add = AddTorrent::new(torrent, a.output.clone());
     add.web_seeds = add.torrent.url_list.clone();
     add.peers = peers;
+    let speed = match (&market, budget) {
+        (Some(m), Some(b)) => {
+            eprintln!("{}", b.describe(m.wallet, &a.market.chain_rpc));
+            let t = m.market.torrent(
+                add.torrent.info_hash.0,
+                u64::from(add.torrent.info.piece_length),
+                add.torrent.info.total_length,
+                b.bidder(),
+            );
+            add.extension = Some(t.clone());
+            Some((t, b))
+        }
+        _ => None,
+    };
     let handle = session.add_torrent(add).await?;
     tracing::info!("listening on port {}", session.listen_port());
     let started = Instant::now();
@@ -466,7 +500,16 @@ async fn download(a: DownloadArgs) -> Result<()> {
     };
     let stats = handle.stats();
     if a.json {
-        println!("{}", summary_json(&handle, &stats, started.elapsed()));
+        let mut summary = summary_json(&handle, &stats, started.elapsed());
+        if let Some((t, b)) = &speed {
+            let m = t.stats();
+            summary["market"] = serde_json::json!({
+                "spent": market_cmd::wei(m.spent),
+                "earned": market_cmd::wei(m.earned),
+                "budget": market_cmd::wei(b.budget),
+            });
+        }
+        println!("{summary}");
     }
     if let Err(e) = outcome {
         session.shutdown().await;
@@ -479,6 +522,13 @@ async fn download(a: DownloadArgs) -> Result<()> {
         stats.pieces_downloaded,
         stats.pieces_resumed
     );
+    if let Some((t, b)) = &speed {
+        eprintln!(
+            "market: spent {} BTT of the {} BTT budget",
+            market_cmd::btt(t.stats().spent),
+            market_cmd::btt(b.budget)
+        );
+    }
     if a.seed {
         eprintln!(
             "seeding on port {}; stop with Ctrl-C",
@@ -580,11 +630,39 @@ async fn seed(a: SeedArgs) -> Result<()> {
             a.dir.display()
         );
     }
+    let terms = a.sell.terms()?;
+    let market = match &terms {
+        Some(t) => {
+            let m = market_cmd::start(&a.market, &data_dir(&a.session.data_dir), Some(t.clone()))
+                .await?;
+            eprintln!(
+                "{}",
+                market_cmd::describe_terms(t, m.wallet, &a.market.chain_rpc)
+            );
+            Some(m)
+        }
+        None => None,
+    };
     let session = start_session(&a.session).await?;
     let mut add = AddTorrent::new(torrent, a.dir.clone());
     add.seed_only = true;
     add.web_seeds = add.torrent.url_list.clone();
     add.peers = a.session.peers.clone();
+    let speed = market.as_ref().map(|m| {
+        let t = m.market.torrent(
+            add.torrent.info_hash.0,
+            u64::from(add.torrent.info.piece_length),
+            0,
+            speed::BidderConfig {
+                budget: speed::Amount::ZERO,
+                daily_cap: None,
+                max_price: 0,
+                top_up_low_water_pieces: 2,
+            },
+        );
+        add.extension = Some(t.clone());
+        t
+    });
     let handle = session.add_torrent(add).await?;
     eprintln!(
         "seeding {} on port {}",
@@ -593,9 +671,19 @@ async fn seed(a: SeedArgs) -> Result<()> {
     );
     let mut tick = tokio::time::interval(Duration::from_secs(a.session.log_interval.max(1)));
     tick.tick().await;
+    let mut claim_tick = tokio::time::interval(CLAIM_EVERY);
+    claim_tick.tick().await;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = shutdown_signal() => break,
+            _ = &mut shutdown => break,
+            _ = claim_tick.tick(), if market.is_some() => {
+                if let Some(m) = &market {
+                    let claims = m.books.settler().claim_due(market_cmd::now_s()).await;
+                    market_cmd::log_claims(&claims);
+                }
+            }
             s = handle.wait_stopped() => {
                 if let engine::State::Failed(e) = s {
                     bail!("seeding stopped: {e}");
@@ -608,12 +696,41 @@ async fn seed(a: SeedArgs) -> Result<()> {
                     "seeding: {} peers, up {}/s, uploaded {}",
                     s.peers, progress::bytes(s.upload_rate_bytes_per_s), progress::bytes(s.bytes_uploaded)
                 );
+                if let (Some(m), Some(t)) = (&market, &speed) {
+                    let e = m.books.settler().earnings(market_cmd::now_s());
+                    let st = t.stats();
+                    tracing::info!(
+                        "market: earned {} BTT this run ({} paying of {} speed peers, clearing price {}); claimable {} BTT, claimed {} BTT",
+                        market_cmd::btt(st.earned),
+                        st.paying_peers,
+                        st.speed_peers,
+                        st.clearing_price.map_or_else(|| "none".to_string(), |p| format!("{p} wei/byte")),
+                        market_cmd::btt(e.claimable),
+                        market_cmd::btt(e.claimed)
+                    );
+                }
             }
         }
     }
     session.shutdown().await;
+    if let Some(m) = &market {
+        // Vouchers are worth nothing to us until claimed: claim everything held before exiting.
+        let claims = m.books.settler().claim_all().await;
+        let total = market_cmd::log_claims(&claims);
+        let e = m.books.settler().earnings(market_cmd::now_s());
+        eprintln!(
+            "market: claimed {} BTT on exit; {} BTT claimed in all, {} BTT still claimable (books in {})",
+            market_cmd::btt(total),
+            market_cmd::btt(e.claimed),
+            market_cmd::btt(e.claimable),
+            m.dir.display()
+        );
+    }
     Ok(())
 }
+
+/// How often a seller claims the vouchers that are due.
+const CLAIM_EVERY: Duration = Duration::from_secs(30);
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|b| format!("{b:02x}")).collect()
