@@ -19,7 +19,7 @@ use speed::{
 };
 use wallet::eip712::{self, Eip712Domain};
 
-use crate::chain::{ChainPort, ChannelState};
+use crate::chain::{recover_voucher_signer, sign_voucher, ChainPort, ChannelState};
 use crate::settle::BuyerChannel;
 
 /// How long a buyer's credit may stay used up before it is in default, by default.
@@ -223,14 +223,7 @@ pub fn auth_digest(
     eip712::signing_hash(&domain.separator(), &hash)
 }
 
-/// The digest a voucher signs: `Voucher(channelId, cumulative)` under the Speed domain.
-pub fn voucher_digest(domain: &Eip712Domain, channel: &ChannelId, cumulative: Amount) -> [u8; 32] {
-    let fields = [channel.0, eip712::encode_u256(cumulative.0)];
-    let hash = eip712::hash_struct(&eip712::type_hash(speed::VOUCHER_TYPE), &fields);
-    eip712::signing_hash(&domain.separator(), &hash)
-}
-
-/// Who signed `digest` with `sig`, if it is a valid signature.
+/// Who signed AUTH `digest` with `sig`, if it is a valid signature.
 fn recover(digest: &[u8; 32], sig: &Signature) -> Option<speed::Address> {
     let sig = wallet::Signature::from_bytes(&sig.0).ok()?;
     sig.recover(digest).ok().map(|a| speed::Address(a.0))
@@ -714,8 +707,17 @@ impl SpeedTorrent {
             peer.error(ErrorCode::VoucherRejected, "voucher for another channel");
             return;
         }
-        let digest = voucher_digest(&self.market.domain(), &v.channel, v.cumulative);
-        if recover(&digest, &v.sig) != Some(channel.signer) {
+        let chain = &self.market.chain;
+        // The module's own rules (v is 27 or 28, low s), so a voucher accepted here is one the
+        // chain pays.
+        let signer = recover_voucher_signer(
+            chain.chain_id(),
+            chain.module(),
+            v.channel,
+            v.cumulative,
+            &v.sig,
+        );
+        if signer != Some(channel.signer) {
             peer.error(ErrorCode::BadSignature, "voucher signature");
             return;
         }
@@ -816,8 +818,14 @@ impl SpeedTorrent {
                 tracing::error!("cannot record a payment, not sending it: {e}");
                 continue;
             }
-            let digest = voucher_digest(&self.market.domain(), &id, due.cumulative);
-            let sig = Signature(self.market.channel_signer.sign_hash(&digest).to_bytes());
+            let chain = &self.market.chain;
+            let sig = sign_voucher(
+                &self.market.channel_signer,
+                chain.chain_id(),
+                chain.module(),
+                id,
+                due.cumulative,
+            );
             peer.send(&Message::Voucher(Voucher {
                 channel: id,
                 cumulative: due.cumulative,

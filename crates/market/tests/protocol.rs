@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use engine::ext::{detached, Extension, LinkCommand, LinkProbe, PeerExtension, RechokePeer};
 use market::{
-    voucher_digest, Books, ChainPort, ClaimPolicy, Market, MarketConfig, MemChain, PaymentStore,
+    sign_voucher, Books, ChainPort, ClaimPolicy, Market, MarketConfig, MemChain, PaymentStore,
     SellerTerms, SpeedTorrent,
 };
-use speed::{
-    Address, Amount, AuctionConfig, BidderConfig, ChannelId, ErrorCode, Message, Signature, Voucher,
-};
-use wallet::{Eip712Domain, PrivateKey, Signer};
+use speed::{Address, Amount, AuctionConfig, BidderConfig, ChannelId, ErrorCode, Message, Voucher};
+use wallet::{PrivateKey, Signer};
 
 const CHAIN: u64 = 7215;
 const PIECE: u64 = 32_768;
@@ -30,6 +28,7 @@ struct Side {
     ext: Box<dyn PeerExtension>,
     probe: LinkProbe,
     wallet: Address,
+    signer: Arc<Signer>,
     _dir: tempfile::TempDir,
 }
 
@@ -59,7 +58,7 @@ fn side(mem: &MemChain, seller: bool, budget: u128, default_after: Duration) -> 
     let market = Arc::new(Market::new(
         config,
         wallet.clone(),
-        signer,
+        signer.clone(),
         chain,
         books.clone() as Arc<dyn PaymentStore>,
     ));
@@ -73,6 +72,7 @@ fn side(mem: &MemChain, seller: bool, budget: u128, default_after: Duration) -> 
     let (link, probe) = detached(EXT_ID);
     let ext = torrent.clone().connect(KEY, link);
     Side {
+        signer: signer.clone(),
         torrent,
         books,
         ext,
@@ -237,17 +237,11 @@ async fn a_paid_piece_end_to_end_with_exact_amounts() {
 
 /// A voucher as the buyer's side would send it, signed by `key` under `chain_id`.
 fn voucher(key: &Signer, chain_id: u64, channel: ChannelId, cumulative: Amount) -> Vec<u8> {
-    let domain = Eip712Domain {
-        name: speed::EIP712_NAME.into(),
-        version: speed::EIP712_VERSION.into(),
-        chain_id,
-        verifying_contract: wallet::Address(chain_state::CHANNELS_ADDRESS.0 .0),
-    };
-    let digest = voucher_digest(&domain, &channel, cumulative);
+    let module = Address(chain_state::CHANNELS_ADDRESS.0 .0);
     Message::Voucher(Voucher {
         channel,
         cumulative,
-        sig: Signature(key.sign_hash(&digest).to_bytes()),
+        sig: sign_voucher(key, chain_id, module, channel, cumulative),
     })
     .encode_to_vec()
     .unwrap()
@@ -259,12 +253,27 @@ async fn forged_replayed_and_over_limit_vouchers_are_rejected() {
     assert!(seller.ext.on_serve(16_384));
     let stranger = Signer::new(PrivateKey::generate());
     let one_block = Amount::cost(16_384, RESERVE);
+    let buyer_signer = buyer.signer.clone();
+    let v0 = {
+        let mut m = Message::decode(&voucher(&buyer_signer, CHAIN, channel, one_block)).unwrap();
+        if let Message::Voucher(v) = &mut m {
+            v.sig.0[64] -= 27;
+        }
+        m.encode_to_vec().unwrap()
+    };
     let cases = [
         // Signed by a key that is not the channel's signer.
         (
             voucher(&stranger, CHAIN, channel, one_block),
             ErrorCode::BadSignature,
         ),
+        // The buyer's own signer under another chain id: recovers to someone else.
+        (
+            voucher(&buyer_signer, CHAIN + 1, channel, one_block),
+            ErrorCode::BadSignature,
+        ),
+        // The right signature with v = 0 instead of 27: the module refuses it, so must we.
+        (v0, ErrorCode::BadSignature),
         // For a channel this connection never named.
         (
             voucher(&stranger, CHAIN, ChannelId([0xee; 32]), one_block),
