@@ -11,11 +11,15 @@ Checked:
   logged no peer or protocol error about the btt peers (the ``by_speed``
   extension must be invisible to a client that does not speak it);
 * each buyer's ``market.spent`` stays within its budget, and someone paid;
+  its ``market.locked`` is what its channel book says is still locked;
 * the seller's accepted vouchers (``btt market channels --json``) add up to
   exactly what the buyers say they spent, and each buyer's channel book
   promised exactly its ``spent``;
 * after the seller claims on SIGTERM, its balance on chain rose by exactly
   Σ(vouchers) − Σ(fees of its claim transactions), read with web3.py.
+
+A second test checks that turning the market on without a key or without a
+reachable chain fails at once with an error naming the flag to fix.
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ MAX_PRICE_WEI_PER_BYTE = 5000
 BUDGET_BTT = "1"
 BUDGET_WEI = 10**18
 # Downloaders also trade pieces among themselves, but each piece leaves the seeder at least
-# once: 6 MiB at this rate takes about 25 s.
-UPLOAD_LIMIT = 250_000
+# once, and the market sells slots per 10 s rechoke round: about 25 s at this rate.
+UPLOAD_LIMIT = 500_000
 TRANSFER_TIMEOUT_S = 180
 # Claims wait for finality: give the seller time to claim on SIGTERM.
 SELLER_STOP_GRACE_S = 90
@@ -200,8 +204,12 @@ def test_paid_and_free_peers_share_a_seller(tmp_path: Path, swarm: peers.Swarm, 
         # The buyer's channel book promised exactly what it reports spent.
         res = btt.run("market", "channels", "--json", "--market-dir", market_dir)
         assert res.returncode == 0, res.stderr
-        promised = sum(int(c["promised"]) for c in res.json()["channels"])
+        channels = res.json()["channels"]
+        promised = sum(int(c["promised"]) for c in channels)
         assert promised == spent[proc.name], (promised, m, res.stdout)
+        for c in channels:
+            assert int(c["locked"]) == int(c["deposit"]) - int(c["promised"]), c
+        assert int(m["locked"]) == sum(int(c["locked"]) for c in channels), (m, channels)
     assert sum(spent.values()) > 0, f"no buyer paid anything: {reports}\n{seeder.logs()}"
 
     # libtorrent met nothing it calls an error from the btt peers.
@@ -229,6 +237,14 @@ def test_paid_and_free_peers_share_a_seller(tmp_path: Path, swarm: peers.Swarm, 
     assert balance_after - balance_before == accepted - fees, (
         f"seller balance moved by {balance_after - balance_before} wei; "
         f"vouchers {accepted} − fees {fees} = {accepted - fees}")
+    # The wallet view agrees: everything claimed, nothing claimable, the balance is free.
+    res = btt.run("market", "earnings", "--json", "--chain-rpc", rpc, "--market-dir", tmp_path / "market-seller",
+                  "--wallet-key-file", keys / "seller.key")
+    assert res.returncode == 0, res.stderr
+    view = res.json()
+    assert view["wallet"] == seller, view
+    assert (int(view["claimed"]), int(view["claimable"]), int(view["forfeited"])) == (accepted, 0, 0), view
+    assert int(view["free"]) == balance_after, view
     # A second claim finds nothing left.
     res = btt.run("market", "claim", "--json", "--chain-rpc", rpc, "--market-dir", tmp_path / "market-seller",
                   "--wallet-key-file", keys / "seller.key")
@@ -245,3 +261,27 @@ def test_paid_and_free_peers_share_a_seller(tmp_path: Path, swarm: peers.Swarm, 
     print(f"\nspeed swarm: {swarm_s:.1f} s for 5 downloads of {SIZE} bytes; wei moved:")
     for row in rows:
         print("  {:<22} {:<44} {:>16}  {}".format(*row))
+
+
+def test_market_needs_a_key_and_a_chain(tmp_path: Path, btt: peers.Btt):
+    content = peers.make_single_file(tmp_path / "data", "small.bin", 3 * PIECE, seed=5)
+    torrent = btt.create(content, tmp_path / "small.torrent", piece_size=PIECE)
+    out = tmp_path / "out"
+
+    res = btt.run("download", torrent, "-o", out, "--listen-port", peers.free_port(), "--budget", "1")
+    assert res.returncode != 0
+    assert "no wallet key" in res.stderr and "--wallet-key-file" in res.stderr, res.stderr
+
+    key = tmp_path / "k"
+    key.write_text("0x" + "11" * 32 + "\n")
+    key.chmod(0o600)
+    closed = f"http://127.0.0.1:{peers.free_port()}"
+    res = btt.run("seed", torrent, content.parent, "--listen-port", peers.free_port(), "--reserve", "1000",
+                  "--wallet-key-file", key, "--chain-rpc", closed)
+    assert res.returncode != 0
+    assert f"the chain at {closed} cannot be used" in res.stderr and "--chain-rpc" in res.stderr, res.stderr
+
+    # Spending limits without a budget are a mistake, not a silent no-op.
+    res = btt.run("download", torrent, "-o", out, "--max-price", "5")
+    assert res.returncode != 0 and "--budget" in res.stderr, res.stderr
+    assert not (out / content.name).exists()

@@ -507,6 +507,7 @@ async fn download(a: DownloadArgs) -> Result<()> {
                 "spent": market_cmd::wei(m.spent),
                 "earned": market_cmd::wei(m.earned),
                 "budget": market_cmd::wei(b.budget),
+                "locked": market.as_ref().map(|n| market_cmd::wei(n.books.channels().locked())),
             });
         }
         println!("{summary}");
@@ -522,11 +523,13 @@ async fn download(a: DownloadArgs) -> Result<()> {
         stats.pieces_downloaded,
         stats.pieces_resumed
     );
-    if let Some((t, b)) = &speed {
+    if let (Some((t, b)), Some(m)) = (&speed, &market) {
         eprintln!(
-            "market: spent {} BTT of the {} BTT budget",
+            "market: spent {} BTT of the {} BTT budget; {} BTT of deposits still locked in \
+             channels (see `btt market channels`)",
             market_cmd::btt(t.stats().spent),
-            market_cmd::btt(b.budget)
+            market_cmd::btt(b.budget),
+            market_cmd::btt(m.books.channels().locked())
         );
     }
     if a.seed {

@@ -251,11 +251,13 @@ async fn connect(args: &MarketArgs) -> Result<(RpcChain, wallet::Signer)> {
     // sends transactions, once for the signer of AUTH messages.
     let chain_key = wallet_key(args)?;
     let signer = wallet::Signer::new(wallet_key(args)?);
+    // The error's own text names its cause; its source chain would repeat it.
     let chain = RpcChain::new(&args.chain_rpc, chain_key)
         .await
-        .with_context(|| {
-            format!(
-                "cannot use the chain at {}: start a BTT chain node or pass --chain-rpc",
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the chain at {} cannot be used: {e}; start a BTT chain node there or pass \
+                 --chain-rpc URL (BTT_CHAIN_RPC)",
                 args.chain_rpc
             )
         })?;
