@@ -619,7 +619,10 @@ pub(crate) mod tests {
             .filter(|c| c.interested && !winners.contains(&c.peer))
             .count();
         let unused_paid = (cfg.paid_slots as usize).saturating_sub(r.paid.len());
-        assert_eq!(r.free.len(), pool.min(cfg.free_slots as usize + unused_paid));
+        assert_eq!(
+            r.free.len(),
+            pool.min(cfg.free_slots as usize + unused_paid)
+        );
         // Peers that did not bid come first: a losing bidder is picked only when every
         // interested non-bidder is.
         if r.free.iter().any(|p| find(*p).bid_price.is_some()) {
@@ -754,7 +757,10 @@ pub(crate) mod tests {
                 let r = a.allocate(&c).unwrap();
                 served.extend(r.free.iter().copied());
             }
-            assert!(served.is_superset(&pool), "a peer waited more than one full cycle");
+            assert!(
+                served.is_superset(&pool),
+                "a peer waited more than one full cycle"
+            );
         }
     }
 }
