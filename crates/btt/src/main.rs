@@ -3,7 +3,9 @@
 //! # Layout
 //! - `create`, `info`: metainfo tools.
 //! - `download`, `seed`: run a session for one torrent, with a progress bar on a terminal and a log
-//!   line per interval otherwise.
+//!   line per interval otherwise; `--budget` (buy) and `--reserve` (sell) turn the Speed market
+//!   on (`market_cmd`), which is off otherwise.
+//! - `market`: the market's books (channels, earnings) and claims.
 //!
 //! Every flag has an environment-variable twin (`--listen-port` ⇔ `BTT_LISTEN_PORT`).
 
@@ -678,6 +680,7 @@ async fn seed(a: SeedArgs) -> Result<()> {
     claim_tick.tick().await;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    let mut failed = None;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -689,7 +692,7 @@ async fn seed(a: SeedArgs) -> Result<()> {
             }
             s = handle.wait_stopped() => {
                 if let engine::State::Failed(e) = s {
-                    bail!("seeding stopped: {e}");
+                    failed = Some(e);
                 }
                 break;
             }
@@ -717,7 +720,8 @@ async fn seed(a: SeedArgs) -> Result<()> {
     }
     session.shutdown().await;
     if let Some(m) = &market {
-        // Vouchers are worth nothing to us until claimed: claim everything held before exiting.
+        // Vouchers are worth nothing to us until claimed: claim everything held before exiting,
+        // also when the torrent failed.
         let claims = m.books.settler().claim_all().await;
         let total = market_cmd::log_claims(&claims);
         let e = m.books.settler().earnings(market_cmd::now_s());
@@ -728,6 +732,9 @@ async fn seed(a: SeedArgs) -> Result<()> {
             market_cmd::btt(e.claimable),
             m.dir.display()
         );
+    }
+    if let Some(e) = failed {
+        bail!("seeding stopped: {e}");
     }
     Ok(())
 }

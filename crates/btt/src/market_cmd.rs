@@ -37,15 +37,10 @@ pub(crate) struct MarketArgs {
     #[arg(long, env = "BTT_CHAIN_RPC", default_value = DEFAULT_CHAIN_RPC, global = true)]
     pub(crate) chain_rpc: String,
     /// File holding the wallet's hex private key on its first line (mode 0600).
-    #[arg(
-        long,
-        env = "BTT_WALLET_KEY_FILE",
-        conflicts_with = "keystore",
-        global = true
-    )]
+    #[arg(long, env = "BTT_WALLET_KEY_FILE", global = true)]
     pub(crate) wallet_key_file: Option<PathBuf>,
     /// Keystore directory holding the wallet key (with --from and --password-file).
-    #[arg(long, env = "BTT_KEYSTORE", requires = "from", global = true)]
+    #[arg(long, env = "BTT_KEYSTORE", global = true)]
     pub(crate) keystore: Option<PathBuf>,
     /// The wallet's address in the keystore.
     #[arg(long, env = "BTT_FROM", global = true)]
@@ -266,6 +261,11 @@ async fn connect(args: &MarketArgs) -> Result<(RpcChain, wallet::Signer)> {
 
 /// The wallet key from `--wallet-key-file` or the keystore.
 fn wallet_key(args: &MarketArgs) -> Result<PrivateKey> {
+    // Checked here, not by clap: these flags' env twins are shared with `btt wallet` and must
+    // not break a download that never turns the market on.
+    if args.wallet_key_file.is_some() && args.keystore.is_some() {
+        bail!("both --wallet-key-file and --keystore name the wallet key: give one");
+    }
     if let Some(path) = &args.wallet_key_file {
         let text = Zeroizing::new(
             std::fs::read_to_string(path)
