@@ -13,7 +13,6 @@
 
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -69,22 +68,8 @@ pub trait PeerExtension: Send + 'static {
     fn on_close(&mut self);
 }
 
-/// What the rechoke tells the extension about one connection.
-#[derive(Debug, Clone, Copy)]
-pub struct RechokePeer {
-    /// The connection.
-    pub key: PeerKey,
-    /// The peer wants data from us.
-    pub interested: bool,
-    /// Recent rate at which the peer sends us payload.
-    pub down_rate_bytes_per_s: u64,
-    /// Recent rate at which we send the peer payload.
-    pub up_rate_bytes_per_s: u64,
-    /// The peer sent nothing for a long time although we asked.
-    pub snubbed: bool,
-    /// Time since the connection was established.
-    pub connected_for: Duration,
-}
+/// What the rechoke tells the extension about one connection: the choker's own view.
+pub use crate::choker::Candidate as RechokePeer;
 
 /// The extension's handle on its connection: send extension messages, choke, unchoke, close.
 /// Cheap to clone and usable from any task; does nothing once the connection has closed.

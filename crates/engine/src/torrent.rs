@@ -1074,24 +1074,26 @@ fn update_rates(shared: &Shared) {
 }
 
 fn rechoke(shared: &Shared) {
+    let candidates = |inner: &Inner| -> Vec<Candidate> {
+        inner
+            .peers
+            .iter()
+            .map(|(&key, p)| Candidate {
+                key,
+                interested: p.interested,
+                down_rate_bytes_per_s: p.counters.down_rate.load(Relaxed),
+                up_rate_bytes_per_s: p.counters.up_rate.load(Relaxed),
+                snubbed: p.counters.snubbed.load(Relaxed),
+                connected_for: p.connected_at.elapsed(),
+            })
+            .collect()
+    };
+    let slots = shared.session.config.upload_slots;
     if let Some(ext) = &shared.extension {
-        let (peers, seeding): (Vec<crate::ext::RechokePeer>, bool) = {
+        let (peers, seeding) = {
             let inner = shared.lock();
-            let peers = inner
-                .peers
-                .iter()
-                .map(|(&key, p)| crate::ext::RechokePeer {
-                    key,
-                    interested: p.interested,
-                    down_rate_bytes_per_s: p.counters.down_rate.load(Relaxed),
-                    up_rate_bytes_per_s: p.counters.up_rate.load(Relaxed),
-                    snubbed: p.counters.snubbed.load(Relaxed),
-                    connected_for: p.connected_at.elapsed(),
-                })
-                .collect();
-            (peers, inner.picker.is_complete())
+            (candidates(&inner), inner.picker.is_complete())
         };
-        let slots = shared.session.config.upload_slots;
         // The extension decides without the torrent's lock held.
         if let Some(unchoke) = ext.rechoke(&peers, slots, seeding) {
             let unchoke: HashSet<PeerKey> = unchoke.into_iter().collect();
@@ -1102,22 +1104,10 @@ fn rechoke(shared: &Shared) {
     let mut guard = shared.lock();
     let inner = &mut *guard;
     let seeding = inner.picker.is_complete();
-    let candidates: Vec<Candidate> = inner
-        .peers
-        .iter()
-        .map(|(&key, p)| Candidate {
-            key,
-            interested: p.interested,
-            down_rate_bytes_per_s: p.counters.down_rate.load(Relaxed),
-            up_rate_bytes_per_s: p.counters.up_rate.load(Relaxed),
-            snubbed: p.counters.snubbed.load(Relaxed),
-            connected_for: p.connected_at.elapsed(),
-        })
-        .collect();
-    let slots = shared.session.config.upload_slots;
+    let peers = candidates(inner);
     let unchoke: HashSet<PeerKey> = inner
         .choker
-        .rechoke(&candidates, slots, seeding, &mut inner.rng)
+        .rechoke(&peers, slots, seeding, &mut inner.rng)
         .into_iter()
         .collect();
     apply_unchoke(inner, &unchoke);
