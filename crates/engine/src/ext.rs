@@ -116,6 +116,13 @@ impl PeerLink {
         self.out.resume();
     }
 
+    /// Sets this connection's upload weight relative to an equal share (100): when upload is
+    /// rate-limited, backlogged connections get bandwidth in proportion to their weights, and
+    /// what one does not use goes to the others. Without a limit the network decides.
+    pub fn set_upload_share(&self, pct: u32) {
+        self.out.set_share(pct);
+    }
+
     /// Asks for a rechoke now rather than at the next round (for example, a new eligible bid).
     pub fn rechoke_soon(&self) {
         self.rechoke.notify_one();
@@ -216,6 +223,11 @@ impl LinkProbe {
     /// Whether the upload queue is held back (until [`PeerLink::resume`]).
     pub fn held(&self) -> bool {
         self.out.is_held()
+    }
+
+    /// The upload weight set with [`PeerLink::set_upload_share`] (100 if never set).
+    pub fn upload_share(&self) -> u32 {
+        self.out.share()
     }
 
     /// Whether a rechoke was asked for since the last call.

@@ -150,6 +150,9 @@ struct OutInner {
     /// The extension held the upload queue back (a buyer's credit is used up); cleared by
     /// [`Outbox::resume`].
     held: bool,
+    /// This connection's upload weight relative to an equal share (100), set by the extension;
+    /// 0 until set, which means 100.
+    share_pct: u32,
     closed: bool,
 }
 
@@ -168,6 +171,17 @@ impl Outbox {
 
     pub(crate) fn is_held(&self) -> bool {
         self.lock().held
+    }
+
+    pub(crate) fn set_share(&self, pct: u32) {
+        self.lock().share_pct = pct;
+    }
+
+    pub(crate) fn share(&self) -> u32 {
+        match self.lock().share_pct {
+            0 => 100,
+            pct => pct,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, OutInner> {
@@ -929,6 +943,15 @@ impl Conn {
     }
 }
 
+/// Bytes a writer takes from its queue per turn at the rate limiters, for an upload weight of
+/// `share_pct` (100 = an equal share, 0 = unset). Writers that are all backlogged take turns at
+/// the limiter, so their throughput follows their batch sizes: weighted sharing that is
+/// work-conserving, since a writer with nothing queued takes no turn.
+fn upload_batch(share_pct: u32) -> usize {
+    let pct = if share_pct == 0 { 100 } else { share_pct } as usize;
+    (UPLOAD_BATCH_BYTES * pct / 100).clamp(BLOCK_SIZE as usize, 4 * UPLOAD_BATCH_BYTES)
+}
+
 /// What the writer checks before serving a block.
 struct Serving {
     /// The extension, asked before each block (a seller's credit rule).
@@ -950,7 +973,8 @@ async fn write_loop(
             let mut o = out.lock();
             std::mem::swap(&mut ctrl, &mut o.ctrl);
             let mut bytes = 0usize;
-            while bytes < UPLOAD_BATCH_BYTES && !o.held {
+            let batch = upload_batch(o.share_pct);
+            while bytes < batch && !o.held {
                 let Some(b) = o.uploads.pop_front() else {
                     break;
                 };
@@ -1016,5 +1040,21 @@ async fn write_loop(
         }
         counters.up.fetch_add(total as u64, Relaxed);
         shared.uploaded.fetch_add(total as u64, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_batches_follow_the_weight_within_bounds() {
+        assert_eq!(upload_batch(0), UPLOAD_BATCH_BYTES);
+        assert_eq!(upload_batch(100), UPLOAD_BATCH_BYTES);
+        // A paid peer at 1.2 shares and a free peer at 0.6: 2:1 per turn.
+        assert_eq!(upload_batch(120), UPLOAD_BATCH_BYTES * 6 / 5);
+        assert_eq!(upload_batch(60), UPLOAD_BATCH_BYTES * 3 / 5);
+        assert_eq!(upload_batch(1), BLOCK_SIZE as usize);
+        assert_eq!(upload_batch(10_000), 4 * UPLOAD_BATCH_BYTES);
     }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use engine::ext::{Extension, PeerExtension, PeerLink, RechokePeer};
 use speed::{
     Amount, Ask, Auction, AuctionConfig, Auth, Bid, BidResponse, Bidder, BidderConfig, BidderError,
-    BuyerLedger, Candidate, ChannelId, Close, CreditError, ErrorCode, ErrorMsg, Handshake, Message,
-    Nonce, Role, SellerLedger, Signature, Voucher,
+    BuyerLedger, Candidate, ChannelId, Class, Close, CreditError, ErrorCode, ErrorMsg, Handshake,
+    Message, Nonce, Role, SellerLedger, Signature, Voucher,
 };
 use wallet::eip712::{self, Eip712Domain};
 
@@ -945,6 +945,21 @@ impl SpeedTorrent {
             if !unchoke.contains(&o) {
                 unchoke.push(o);
             }
+        }
+        // Upload weights: each unchoked peer's share relative to an equal split (100), so the
+        // paid and free classes get their ppm when upload is the bottleneck.
+        let n = alloc.shares.len() as u64;
+        let pct = |ppm: u32| u32::try_from(u64::from(ppm) * n / 10_000).unwrap_or(u32::MAX);
+        let free_pct = alloc
+            .shares
+            .iter()
+            .find(|s| s.class == Class::Free)
+            .map_or(100, |s| pct(s.weight_ppm));
+        for (key, peer) in st.peers.iter() {
+            let share = alloc.shares.iter().find(|s| s.peer.0 == *key);
+            // The optimistic unchoke gets a free-class share.
+            peer.link
+                .set_upload_share(share.map_or(free_pct, |s| pct(s.weight_ppm)).max(1));
         }
         for (key, peer) in st.peers.iter_mut() {
             let won = alloc

@@ -169,6 +169,8 @@ async fn paid_pair(default_after: Duration) -> (MemChain, Side, Side, ChannelId)
     );
     let unchoked = seller.torrent.rechoke(&interested(), 4, true).unwrap();
     assert_eq!(unchoked, vec![KEY]);
+    // Alone in the allocation, it has the whole upload: one equal share.
+    assert_eq!(seller.probe.upload_share(), 100);
     let seen = exchange(&mut seller, &mut buyer).await;
     // One bidder, two slots: it pays the reserve.
     assert!(
@@ -366,4 +368,19 @@ async fn a_seller_whose_piece_fails_is_never_paid() {
         Amount::ZERO
     );
     assert_eq!(buyer.torrent.stats().spent, Amount::ZERO);
+}
+
+#[tokio::test]
+async fn paid_and_free_classes_get_weighted_upload_shares() {
+    let (_mem, seller, _buyer, _channel) = paid_pair(Duration::from_secs(60)).await;
+    // A plain BitTorrent peer on the same torrent: no by_speed at all.
+    let (link, plain_probe) = detached(0);
+    let _plain = seller.torrent.clone().connect(2, link);
+    let mut peers = interested();
+    peers.push(RechokePeer { key: 2, ..peers[0] });
+    let unchoked = seller.torrent.rechoke(&peers, 4, true).unwrap();
+    assert_eq!(unchoked, vec![KEY, 2]);
+    // Two unchoked: the paid class has 80 % (1.6 equal shares), the free class 20 % (0.4).
+    assert_eq!(seller.probe.upload_share(), 160);
+    assert_eq!(plain_probe.upload_share(), 40);
 }
