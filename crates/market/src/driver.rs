@@ -15,7 +15,7 @@ use engine::ext::{Extension, PeerExtension, PeerLink, RechokePeer};
 use speed::{
     Amount, Ask, Auction, AuctionConfig, Auth, Bid, BidResponse, Bidder, BidderConfig, BidderError,
     BuyerLedger, Candidate, ChannelId, Class, Close, CreditError, ErrorCode, ErrorMsg, Handshake,
-    Message, Nonce, Role, SellerLedger, Signature, Voucher,
+    Message, Nonce, Role, SellerLedger, SellerOffer, Signature, Voucher,
 };
 use wallet::eip712::{self, Eip712Domain};
 
@@ -467,7 +467,7 @@ impl SpeedTorrent {
             _ if !peer.authed => peer.error(ErrorCode::UnexpectedMessage, "auth first"),
             Message::Ask(ask) => {
                 peer.ask = Some(ask);
-                self.maybe_buy(st, key);
+                self.maybe_buy(st);
             }
             Message::BidResponse(r) => {
                 peer.slot_price = r.accepted.then_some(r.clearing_price);
@@ -495,20 +495,47 @@ impl SpeedTorrent {
 
     /// As buyer: opens (or reuses) our channel to a seller that asked a price we pay, then
     /// names it and bids.
-    fn maybe_buy(self: &Arc<Self>, st: &mut TorrentState, key: u64) {
-        let now = now_ms();
-        let Some(bid) = st.bidder.bid_price(st.remaining, now) else {
+    ///
+    /// Sellers asking at most our bid are taken cheapest first; each channel is sized for an
+    /// even part of what is left to download, within the budget not yet spent or locked, so
+    /// the cheapest sellers are funded first and the budget runs out on the dearest.
+    fn maybe_buy(self: &Arc<Self>, st: &mut TorrentState) {
+        let Some(bid) = st.bidder.bid_price(st.remaining, now_ms()) else {
             return;
         };
+        let sells = |p: &Peer| p.authed && p.theirs.as_ref().is_some_and(|t| t.role.sells());
+        let offers: Vec<SellerOffer> = st
+            .peers
+            .iter()
+            .filter(|(_, p)| sells(p) && p.outgoing == Outgoing::None)
+            .filter_map(|(k, p)| {
+                p.ask.as_ref().map(|a| SellerOffer {
+                    seller: speed::PeerKey(*k),
+                    price: a.reserve_price,
+                })
+            })
+            .collect();
+        let ranked = st.bidder.rank_sellers(&offers, bid);
+        let buying = st
+            .peers
+            .values()
+            .filter(|p| matches!(p.outgoing, Outgoing::Ready(_) | Outgoing::Opening))
+            .count();
+        let sellers = (buying + ranked.len()).max(1) as u64;
+        for seller in ranked {
+            self.buy_from(st, seller.0, bid, st.remaining.div_ceil(sellers));
+        }
+    }
+
+    /// Opens (or reuses) our channel to the seller on `key`, sized for `expected_bytes` at
+    /// `bid`, then names it and bids.
+    fn buy_from(self: &Arc<Self>, st: &mut TorrentState, key: u64, bid: u64, expected_bytes: u64) {
         let Some(peer) = st.peers.get_mut(&key) else {
             return;
         };
-        let (Some(theirs), Some(ask)) = (&peer.theirs, &peer.ask) else {
+        let Some(theirs) = &peer.theirs else {
             return;
         };
-        if !theirs.role.sells() || ask.reserve_price > bid || peer.outgoing != Outgoing::None {
-            return;
-        }
         let payee = theirs.wallet;
         let id = self.channel_id(payee);
         if let Some(channel) = self.market.store.opened(&id) {
@@ -532,7 +559,7 @@ impl SpeedTorrent {
             }
         }
         let locked = self.market.store.locked_unspent();
-        let deposit = st.bidder.channel_deposit(st.remaining, bid, locked);
+        let deposit = st.bidder.channel_deposit(expected_bytes, bid, locked);
         if deposit < Amount::cost(self.piece_len.min(st.remaining.max(1)), bid) {
             return;
         }

@@ -37,6 +37,10 @@ fn addr(s: &Signer) -> Address {
 }
 
 fn side(mem: &MemChain, seller: bool, budget: u128, default_after: Duration) -> Side {
+    side_at(mem, seller.then_some(RESERVE), budget, default_after)
+}
+
+fn side_at(mem: &MemChain, reserve: Option<u64>, budget: u128, default_after: Duration) -> Side {
     let dir = tempfile::tempdir().unwrap();
     let wallet = Arc::new(Signer::new(PrivateKey::generate()));
     let signer = Arc::new(Signer::new(PrivateKey::generate()));
@@ -44,9 +48,9 @@ fn side(mem: &MemChain, seller: bool, budget: u128, default_after: Duration) -> 
     let chain: Arc<dyn ChainPort> = mem.port(addr(&wallet));
     let books = Arc::new(Books::open(dir.path(), chain.clone(), ClaimPolicy::default()).unwrap());
     let config = MarketConfig {
-        seller: seller.then(|| SellerTerms {
+        seller: reserve.map(|reserve_price| SellerTerms {
             auction: AuctionConfig {
-                reserve_price: RESERVE,
+                reserve_price,
                 paid_slots: 2,
                 ..AuctionConfig::default()
             },
@@ -383,4 +387,47 @@ async fn paid_and_free_classes_get_weighted_upload_shares() {
     // Two unchoked: the paid class has 80 % (1.6 equal shares), the free class 20 % (0.4).
     assert_eq!(seller.probe.upload_share(), 160);
     assert_eq!(plain_probe.upload_share(), 40);
+}
+
+#[tokio::test]
+async fn the_buyer_pays_only_sellers_asking_at_most_its_bid() {
+    let mem = MemChain::new(CHAIN);
+    // Budget for 2000 per byte over the whole torrent: that is the bid.
+    let remaining = 16 * PIECE;
+    let mut buyer = side(
+        &mem,
+        false,
+        u128::from(remaining) * 2_000,
+        Duration::from_secs(60),
+    );
+    let mut dear = side_at(&mem, Some(3_000), 0, Duration::from_secs(60));
+    let mut cheap = side_at(&mem, Some(1_000), 0, Duration::from_secs(60));
+    // The buyer's first connection goes to the dear seller, a second one to the cheap seller.
+    handshake(&mut dear, &mut buyer);
+    let seen = exchange(&mut dear, &mut buyer).await;
+    assert!(seen
+        .iter()
+        .all(|(_, m)| !matches!(m, Message::Channel(_) | Message::Bid(_))));
+    let (link, probe) = detached(EXT_ID);
+    let mut to_cheap = Side {
+        ext: buyer.torrent.clone().connect(2, link),
+        probe,
+        torrent: buyer.torrent.clone(),
+        books: buyer.books.clone(),
+        wallet: buyer.wallet,
+        signer: buyer.signer.clone(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    handshake(&mut cheap, &mut to_cheap);
+    let seen = exchange(&mut cheap, &mut to_cheap).await;
+    let bid = seen.iter().find_map(|(_, m)| match m {
+        Message::Bid(b) => Some(b.price_per_byte),
+        _ => None,
+    });
+    assert_eq!(bid, Some(2_000));
+    let channels = buyer.books.channels().entries();
+    assert_eq!(channels.len(), 1);
+    assert_eq!(channels[0].payee, cheap.wallet);
+    // Sized for what is left at the bid, within the budget.
+    assert_eq!(channels[0].deposit, Amount::cost(remaining, 2_000));
 }
