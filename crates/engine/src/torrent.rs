@@ -240,6 +240,8 @@ pub(crate) struct Shared {
     /// Asks the housekeeping task for a rechoke before the next round (the extension saw a
     /// change that matters, such as a new eligible bid).
     pub(crate) rechoke_wake: Arc<tokio::sync::Notify>,
+    /// Held while a resume record is written.
+    resume_writer: Mutex<()>,
 }
 
 impl Shared {
@@ -519,6 +521,9 @@ impl Shared {
     /// by hashing on the next start). Completion and shutdown never wait for a flush of the whole
     /// download this way; the periodic record does the flushing in the background.
     fn save_resume(&self, sync: bool) {
+        // One writer at a time: two saves (completion and stop) would share the temp file, and
+        // one could rename the other's half-written record into place.
+        let _writing = self.resume_writer.lock().unwrap_or_else(|e| e.into_inner());
         let (pieces, dirty) = {
             let mut inner = self.lock();
             let dirty = std::mem::take(&mut inner.resume_dirty);
@@ -887,6 +892,7 @@ pub(crate) async fn start(
         seed_only: add.seed_only,
         extension: add.extension,
         rechoke_wake: Arc::new(tokio::sync::Notify::new()),
+        resume_writer: Mutex::new(()),
     });
     {
         let s = shared.clone();
