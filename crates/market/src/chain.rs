@@ -110,8 +110,11 @@ pub trait ChainPort: Send + Sync + 'static {
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
     /// The node could not be reached, timed out or refused the request; the message says why.
+    ///
+    /// The client's error is part of the message, not a `source()`, so a report that walks the
+    /// source chain (anyhow's `{:#}`) prints it once.
     #[error("chain node: {0}")]
-    Rpc(#[from] wallet::ClientError),
+    Rpc(wallet::ClientError),
     /// The node's reply does not decode as the module's ABI says.
     #[error("malformed reply from the chain node to {method}: {reason}; is the RPC URL a BTT chain node?")]
     BadReply {
@@ -162,6 +165,12 @@ pub enum ChainError {
     /// The chain cannot be reached (the in-memory chain, switched off by a test).
     #[error("the chain is unreachable: check the node and retry")]
     Unavailable,
+}
+
+impl From<wallet::ClientError> for ChainError {
+    fn from(e: wallet::ClientError) -> Self {
+        Self::Rpc(e)
+    }
 }
 
 impl ChainError {
@@ -270,7 +279,9 @@ pub const DEFAULT_RECEIPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The [`ChainPort`] over JSON-RPC, sending transactions signed by the wallet key.
 pub struct RpcChain {
     client: RpcClient,
-    key: wallet::Signer,
+    /// Shared with whoever else signs as the wallet (the market's AUTH messages), so the key
+    /// is decrypted once.
+    key: Arc<wallet::Signer>,
     wallet: Address,
     chain_id: u64,
     /// Held from the nonce read to the receipt: our transactions go out one at a time.
@@ -303,9 +314,14 @@ impl RpcChain {
     /// Connects to the node at `rpc_url` (reads its chain id once and checks its voucher domain)
     /// and sends as the account of `key`.
     pub async fn new(rpc_url: &str, key: wallet::PrivateKey) -> Result<Self, ChainError> {
+        Self::with_signer(rpc_url, Arc::new(wallet::Signer::new(key))).await
+    }
+
+    /// Like [`new`](Self::new), sending as the account of a signer the caller shares (e.g. with
+    /// [`crate::Market::new`]), so one decrypted key serves both.
+    pub async fn with_signer(rpc_url: &str, key: Arc<wallet::Signer>) -> Result<Self, ChainError> {
         let client = RpcClient::new(rpc_url)?;
         let chain_id = client.chain_id().await?;
-        let key = wallet::Signer::new(key);
         let chain = Self {
             client,
             wallet: Address(key.address().0),
@@ -1456,6 +1472,19 @@ mod tests {
         assert_eq!(f.payer.balance(f.ch.payer).await.unwrap(), Amount(970));
         assert!(f.payer.reclaim(id).await.is_err());
         assert_eq!(f.chain.total_supply(), Amount(1_000));
+    }
+
+    #[test]
+    fn a_node_error_is_printed_once() {
+        let e = ChainError::from(wallet::ClientError::Overflow("the fee"));
+        assert_eq!(
+            e.to_string(),
+            "chain node: the fee overflows: use a smaller amount or fee cap"
+        );
+        // No source: a report walking the chain (anyhow's `{:#}`) would repeat it.
+        assert!(std::error::Error::source(&e).is_none());
+        let settle = crate::SettleError::from(e);
+        assert!(std::error::Error::source(&settle).is_none());
     }
 
     #[tokio::test]

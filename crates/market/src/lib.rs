@@ -5,7 +5,8 @@
 //!   open, top up, claim, reclaim), over JSON-RPC ([`RpcChain`]) or in memory ([`MemChain`]).
 //! - `driver`: [`Market`] and its per-torrent [`SpeedTorrent`], the engine extension that runs
 //!   `docs/speed.md` on live connections.
-//! - `settle`: the seller's persisted voucher book and claim policy, the buyer's channel book.
+//! - `settle`: the seller's persisted voucher book and claim policy, the buyer's channel book
+//!   and its reclaims ([`reclaim_expired`]).
 //! - `keys`: the channels' hot signer key file ([`SignerKey`]).
 //! - `books`: [`Books`], the driver's [`PaymentStore`] over both books.
 
@@ -28,6 +29,6 @@ pub use driver::{
 };
 pub use keys::{KeyError, SignerKey};
 pub use settle::{
-    BuyerChannel, ChannelBook, ChannelEarnings, ClaimPolicy, Earnings, SettleError, Settler,
-    VoucherBook, VoucherEntry, WalletView,
+    reclaim_expired, BuyerChannel, ChannelBook, ChannelEarnings, ClaimPolicy, Earnings,
+    SettleError, Settler, VoucherBook, VoucherEntry, WalletView,
 };

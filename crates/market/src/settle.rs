@@ -10,6 +10,7 @@
 //! - [`ChannelBook`] (buyer, `<dir>/channels.json`): the channels we opened, with the salt and
 //!   signer, and the cumulative promised so far. [`ChannelBook::pay`] persists the new
 //!   cumulative *before* the voucher goes out, so after a crash we never sign a lower one.
+//! - [`reclaim_expired`] (buyer): takes back what is left in our expired channels.
 //! - [`WalletView`]: free, locked, claimable and claimed, from a balance and the books.
 //!
 //! # Files
@@ -404,6 +405,32 @@ impl VoucherBook {
                 .sum(),
         )
     }
+
+    /// What the book says we earned as of `now_s`, without asking the chain: the unclaimed
+    /// part of a voucher is claimable while its channel is live and forfeited after.
+    pub fn earnings(&self, now_s: u64) -> Earnings {
+        let mut out = Earnings::default();
+        for e in self.entries.values() {
+            let live = e.channel.is_live(now_s);
+            out.claimed = Amount(out.claimed.0.saturating_add(e.claimed.0));
+            let unclaimed = e.unclaimed().0;
+            let bucket = if live {
+                &mut out.claimable
+            } else {
+                &mut out.forfeited
+            };
+            *bucket = Amount(bucket.0.saturating_add(unclaimed));
+            out.channels.push(ChannelEarnings {
+                id: e.channel.id,
+                payer: e.channel.payer,
+                cumulative: e.cumulative,
+                claimed: e.claimed,
+                expiry: e.channel.expiry,
+                live,
+            });
+        }
+        out
+    }
 }
 
 // ---- claims --------------------------------------------------------------------------------
@@ -613,28 +640,9 @@ impl Settler {
         out
     }
 
-    /// What we earned, as of `now_s`.
+    /// What we earned, as of `now_s`; see [`VoucherBook::earnings`].
     pub fn earnings(&self, now_s: u64) -> Earnings {
-        let book = lock(&self.book);
-        let mut out = Earnings::default();
-        for e in book.entries.values() {
-            let live = e.channel.is_live(now_s);
-            out.claimed = Amount(out.claimed.0 + e.claimed.0);
-            if live {
-                out.claimable = Amount(out.claimable.0 + e.unclaimed().0);
-            } else {
-                out.forfeited = Amount(out.forfeited.0 + e.unclaimed().0);
-            }
-            out.channels.push(ChannelEarnings {
-                id: e.channel.id,
-                payer: e.channel.payer,
-                cumulative: e.cumulative,
-                claimed: e.claimed,
-                expiry: e.channel.expiry,
-                live,
-            });
-        }
-        out
+        lock(&self.book).earnings(now_s)
     }
 
     /// Runs `f` on the book (for views that need both books, like [`WalletView::new`]).
@@ -905,6 +913,54 @@ impl ChannelBook {
     pub fn entries(&self) -> Vec<BuyerChannel> {
         self.channels.values().cloned().collect()
     }
+}
+
+// ---- the buyer's reclaims -------------------------------------------------------------------------
+
+/// Reclaims every channel of `book` still open at its expiry by `now_s`
+/// ([`ChannelBook::reclaimable`]) through `chain`, whose wallet must be the channels' payer,
+/// and marks each one reclaimed. One result per channel: the refund (`deposit − paid` on
+/// chain), or why it failed (the book is then unchanged for that channel).
+///
+/// The chain's state is read first, so a channel the payee closed already (its rest was
+/// refunded then), or one our own reclaim closed before a crash, is only marked closed and
+/// reported with a zero refund, without sending anything. Run again, it does nothing.
+///
+/// `now_s` should be the chain's clock ([`ChainPort::now`]): the module refuses a reclaim
+/// before the expiry by its block time, and says so in the channel's error.
+pub async fn reclaim_expired(
+    chain: &dyn ChainPort,
+    book: &mut ChannelBook,
+    now_s: u64,
+) -> Vec<(ChannelId, Result<Amount, SettleError>)> {
+    let mut out = Vec::new();
+    for id in book.reclaimable(now_s) {
+        let r = reclaim_one(chain, book, id).await;
+        match &r {
+            Ok(refund) => {
+                tracing::info!(channel = %hex(&id.0), refund = refund.0, "channel reclaimed")
+            }
+            Err(e) => tracing::warn!(channel = %hex(&id.0), error = %e, "reclaim failed"),
+        }
+        out.push((id, r));
+    }
+    out
+}
+
+async fn reclaim_one(
+    chain: &dyn ChainPort,
+    book: &mut ChannelBook,
+    id: ChannelId,
+) -> Result<Amount, SettleError> {
+    if let Some(state) = chain.channel(id).await? {
+        if !state.open {
+            book.update(&state)?;
+            return Ok(Amount::ZERO);
+        }
+    }
+    let refund = chain.reclaim(id).await?;
+    book.mark_reclaimed(id)?;
+    Ok(refund)
 }
 
 // ---- the wallet view ---------------------------------------------------------------------------
@@ -1287,10 +1343,16 @@ mod tests {
         );
         assert!(settler.claim(state.id).await.is_err());
 
+        // The book's own view is the settler's, without a chain.
+        assert_eq!(settler.with_book(|b| b.earnings(5_000)), e);
+
         // The buyer reclaims what was not claimed: 1000 − 750.
         assert_eq!(channels.reclaimable(5_000), vec![state.id]);
-        assert_eq!(buyer_chain.reclaim(state.id).await.unwrap(), Amount(250));
-        channels.mark_reclaimed(state.id).unwrap();
+        let results = reclaim_expired(&*buyer_chain, &mut channels, 5_000).await;
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].0, state.id);
+        assert_eq!(results[0].1.as_ref().unwrap(), &Amount(250));
+        assert!(channels.get(state.id).unwrap().closed);
         let balance = buyer_chain.balance(buyer).await.unwrap();
         assert_eq!(balance, Amount(9_250));
         let view = settler.with_book(|v| WalletView::new(balance, &channels, v, 5_000));
@@ -1303,6 +1365,155 @@ mod tests {
                 claimed: Amount(750)
             }
         );
+        assert_eq!(chain.total_supply(), Amount(10_000));
+    }
+
+    #[test]
+    fn earnings_split_live_and_forfeited_vouchers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut book = VoucherBook::open(dir.path()).unwrap();
+        assert_eq!(book.earnings(0), Earnings::default());
+        let live = channel(1, 100, 2_000);
+        let expiring = channel(2, 100, 1_000);
+        let mut closed = channel(3, 100, 9_000);
+        book.record(&live, Amount(40), Signature([1; 65])).unwrap();
+        book.record(&expiring, Amount(30), Signature([2; 65]))
+            .unwrap();
+        book.record(&closed, Amount(20), Signature([3; 65]))
+            .unwrap();
+        book.mark_claimed(live.id, Amount(10), None).unwrap();
+        closed.open = false;
+        closed.paid = Amount(5);
+        book.mark_claimed(closed.id, Amount(5), Some(&closed))
+            .unwrap();
+        // Before the second channel's expiry its voucher is still claimable.
+        let e = book.earnings(999);
+        assert_eq!(
+            (e.claimable, e.claimed, e.forfeited),
+            (Amount(30 + 30), Amount(15), Amount(15))
+        );
+        // At the expiry it is not (the chain is live strictly before it).
+        let e = book.earnings(1_000);
+        assert_eq!(
+            (e.claimable, e.claimed, e.forfeited),
+            (Amount(30), Amount(15), Amount(30 + 15))
+        );
+        let rows: Vec<_> = e
+            .channels
+            .iter()
+            .map(|c| (c.id, c.cumulative, c.claimed, c.expiry, c.live))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (live.id, Amount(40), Amount(10), 2_000, true),
+                (expiring.id, Amount(30), Amount(0), 1_000, false),
+                (closed.id, Amount(20), Amount(5), 9_000, false),
+            ]
+        );
+        assert_eq!(e.channels[0].payer, live.payer);
+        // The same view as the wallet's.
+        assert_eq!(e.claimable, book.claimable(1_000));
+        assert_eq!(e.claimed, book.claimed());
+    }
+
+    #[tokio::test]
+    async fn expired_channels_are_reclaimed_once_for_exactly_what_is_left() {
+        let chain = MemChain::new(CHAIN);
+        let (buyer_key, seller_key, signer) = (key(1), key(2), key(3));
+        let (buyer, seller) = (addr(&buyer_key), addr(&seller_key));
+        chain.fund(buyer, Amount(10_000));
+        chain.set_now(1_000);
+        let buyer_chain = chain.port(buyer);
+        let seller_chain = chain.port(seller);
+        let dir = tempfile::tempdir().unwrap();
+        let mut book = ChannelBook::open(dir.path()).unwrap();
+        let open = |salt: u8, deposit: u128, expiry: u64| {
+            let port = buyer_chain.clone();
+            let signer = addr(&signer);
+            async move {
+                port.open(seller, signer, [salt; 32], expiry, Amount(deposit))
+                    .await
+                    .unwrap()
+            }
+        };
+        // a: 1000 until 2000, 400 promised and 300 of it claimed by the seller.
+        // b: 500 until 3000, nothing paid.
+        // c: 300 until 2000, claimed at 100 and closed by the seller (200 refunded then).
+        let a = open(1, 1_000, 2_000).await;
+        let b = open(2, 500, 3_000).await;
+        let c = open(3, 300, 2_000).await;
+        for ch in [&a, &b, &c] {
+            book.insert(ch, [0; 32]).unwrap();
+        }
+        book.pay(a.id, Amount(400)).unwrap();
+        let v = sign_voucher(&signer, CHAIN, MODULE, a.id, Amount(300));
+        seller_chain
+            .claim(a.id, Amount(300), v, false)
+            .await
+            .unwrap();
+        book.pay(c.id, Amount(100)).unwrap();
+        let v = sign_voucher(&signer, CHAIN, MODULE, c.id, Amount(100));
+        seller_chain
+            .claim(c.id, Amount(100), v, true)
+            .await
+            .unwrap();
+        let balance = || async { buyer_chain.balance(buyer).await.unwrap() };
+        assert_eq!(balance().await, Amount(10_000 - 1_800 + 200));
+
+        // Nothing has expired: nothing is sent, nothing changes.
+        let before = (chain.channels(), book.entries());
+        assert!(reclaim_expired(&*buyer_chain, &mut book, 1_999)
+            .await
+            .is_empty());
+        assert_eq!((chain.channels(), book.entries()), before);
+
+        // At 2000: a refunds deposit − paid (the unclaimed promise included); c was closed
+        // by the seller, so it is only noted, with nothing sent.
+        chain.set_now(2_000);
+        let results = reclaim_expired(&*buyer_chain, &mut book, 2_000).await;
+        let results: Vec<_> = results
+            .into_iter()
+            .map(|(id, r)| (id, r.unwrap()))
+            .collect();
+        let mut expected = vec![(a.id, Amount(1_000 - 300)), (c.id, Amount(0))];
+        expected.sort();
+        assert_eq!(results, expected);
+        assert_eq!(balance().await, Amount(10_000 - 1_800 + 200 + 700));
+        assert!(book.get(a.id).unwrap().closed && book.get(c.id).unwrap().closed);
+        assert!(!book.get(b.id).unwrap().closed);
+        assert_eq!(book.locked(), Amount(500));
+        // Twice: nothing to do, and the book on disk says so too.
+        assert!(reclaim_expired(&*buyer_chain, &mut book, 2_000)
+            .await
+            .is_empty());
+        assert!(ChannelBook::open(dir.path())
+            .unwrap()
+            .reclaimable(2_000)
+            .is_empty());
+
+        // Our clock ahead of the chain's: the module refuses, the book keeps b open.
+        let r = reclaim_expired(&*buyer_chain, &mut book, 3_000).await;
+        let err = r[0].1.as_ref().unwrap_err().to_string();
+        assert!(err.contains("reclaim after that"), "{err}");
+        assert!(!book.get(b.id).unwrap().closed);
+        // An unreachable chain: an error, b still open.
+        chain.set_now(3_000);
+        chain.set_unavailable(true);
+        let r = reclaim_expired(&*buyer_chain, &mut book, 3_000).await;
+        assert!(matches!(
+            r[0].1,
+            Err(SettleError::Chain(ChainError::Unavailable))
+        ));
+        assert!(!book.get(b.id).unwrap().closed);
+        chain.set_unavailable(false);
+        // Reclaimed on chain but not noted (a crash between the two): noted, not paid twice.
+        assert_eq!(buyer_chain.reclaim(b.id).await.unwrap(), Amount(500));
+        let r = reclaim_expired(&*buyer_chain, &mut book, 3_000).await;
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].1.as_ref().unwrap(), &Amount(0));
+        assert_eq!(book.locked(), Amount(0));
+        assert_eq!(balance().await, Amount(10_000 - 1_800 + 200 + 700 + 500));
         assert_eq!(chain.total_supply(), Amount(10_000));
     }
 

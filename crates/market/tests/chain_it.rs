@@ -1,12 +1,14 @@
 //! `RpcChain` against a real chain node: one validator started in this process, JSON-RPC on
 //! 127.0.0.1, a dev account funded in genesis. Opens, tops up, claims (twice), closes and
-//! reclaims channels through the channel module and checks every amount to the wei.
+//! reclaims channels through the channel module (the reclaim through the buyer's book) and
+//! checks every amount to the wei.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_primitives::U256;
@@ -17,8 +19,8 @@ use chain_node::{
 };
 use chain_state::{ChainParams, DEVNET_CHAIN_ID};
 use market::{
-    sign_voucher, ChainError, ChainPort, ChannelBook, ClaimPolicy, RpcChain, Settler, SignerKey,
-    VoucherBook,
+    reclaim_expired, sign_voucher, ChainError, ChainPort, ChannelBook, ClaimPolicy, RpcChain,
+    Settler, SignerKey, VoucherBook,
 };
 use speed::{Address, Amount, ChannelId};
 
@@ -124,7 +126,12 @@ async fn channels_on_a_real_chain() {
     let node = start_chain(dir.path(), &[buyer_addr, seller_addr]).await;
     let url = format!("http://{}", node.rpc_addr());
 
-    let buyer = RpcChain::new(&url, buyer_key).await.unwrap();
+    // One decrypted key, shared by the port and anything else that signs as the wallet.
+    let buyer_signer = Arc::new(wallet::Signer::new(buyer_key));
+    let buyer = RpcChain::with_signer(&url, buyer_signer.clone())
+        .await
+        .unwrap();
+    assert_eq!(buyer_signer.address().0, buyer_addr.0);
     let seller = RpcChain::new(&url, seller_key).await.unwrap();
     assert_eq!(buyer.chain_id(), DEVNET_CHAIN_ID);
     assert_eq!(buyer.wallet(), buyer_addr);
@@ -208,8 +215,7 @@ async fn channels_on_a_real_chain() {
 
     // The settler claims the next voucher from its book.
     let book_dir = dir.path().join("seller");
-    let seller_port: std::sync::Arc<dyn ChainPort> =
-        std::sync::Arc::new(RpcChain::new(&url, dev_key(2)).await.unwrap());
+    let seller_port: Arc<dyn ChainPort> = Arc::new(RpcChain::new(&url, dev_key(2)).await.unwrap());
     let settler = Settler::new(
         seller_port,
         VoucherBook::open(&book_dir).unwrap(),
@@ -267,14 +273,30 @@ async fn channels_on_a_real_chain() {
     wait_for_time(&buyer, short.expiry).await;
     let err = seller.reclaim(short.id).await.unwrap_err();
     assert!(refusal(err).contains("only the payer"));
+    // The buyer's book reclaims it by the chain's clock; the channel closed by the seller
+    // above is already closed in the book, so it is left alone.
+    book.insert(&short, [2; 32]).unwrap();
+    assert_eq!(book.locked(), Amount(BTT / 4));
     let buyer_before = buyer.balance(buyer_addr).await.unwrap();
-    assert_eq!(buyer.reclaim(short.id).await.unwrap(), Amount(BTT / 4));
+    let chain_now = buyer.now().await.unwrap();
+    let results = reclaim_expired(&buyer, &mut book, chain_now).await;
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].0, short.id);
+    assert_eq!(results[0].1.as_ref().unwrap(), &Amount(BTT / 4));
     let fee = u128::try_from(buyer.last_receipt().unwrap().fee().0).unwrap();
     assert_eq!(
         buyer.balance(buyer_addr).await.unwrap().0,
         buyer_before.0 + BTT / 4 - fee
     );
     assert!(!buyer.channel(short.id).await.unwrap().unwrap().open);
+    assert!(book.get(short.id).unwrap().closed);
+    assert_eq!(book.locked(), Amount(0));
+    // Again: nothing to reclaim, nothing sent.
+    let fees = buyer.fees_paid();
+    assert!(reclaim_expired(&buyer, &mut book, chain_now)
+        .await
+        .is_empty());
+    assert_eq!(buyer.fees_paid(), fees);
 
     // An account without funds gets a clear error, not a failed transaction.
     let broke = RpcChain::new(&url, dev_key(4)).await.unwrap();
