@@ -85,6 +85,15 @@ impl ChainSource {
         self.client.as_ref().map(|c| c.url())
     }
 
+    /// An account's balance in wei, or why it could not be read.
+    pub async fn balance(&self, who: wallet::Address) -> Result<u128, String> {
+        let Some(client) = &self.client else {
+            return Err("the node runs without a chain (--chain off)".into());
+        };
+        let wei = client.balance(who).await.map_err(|e| e.to_string())?;
+        u128::try_from(wei.0).map_err(|_| "the balance does not fit in 128 bits".into())
+    }
+
     /// Reads the chain's status (`btt_status`).
     pub async fn status(&self) -> ChainView {
         let mut view = ChainView {
@@ -147,15 +156,7 @@ impl ChainSource {
     }
 }
 
-/// The market panel. Payment channels arrive with the Speed market; until then nothing is
-/// locked, claimable or claimed, and the view says so with zeros rather than leaving it out.
+/// The market panel of a node that runs no market.
 pub fn market_view() -> Value {
-    json!({
-        "enabled": false,
-        "locked_wei": "0",
-        "claimable_wei": "0",
-        "claimed_wei": "0",
-        "earnings_wei": "0",
-        "channels": [],
-    })
+    crate::node_market::disabled_view()
 }

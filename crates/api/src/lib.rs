@@ -14,6 +14,8 @@
 //! - `metrics.rs`: `/metrics` in the Prometheus text format.
 //! - [`chain`]: what the node shows of the chain and the wallet, read over JSON-RPC from the
 //!   in-process node or a remote one.
+//! - `node_market.rs`: [`NodeMarket`], the node's side of the Speed market (opt-in): the
+//!   extension every torrent gets, the settlement task, the market panel.
 //! - `ui.rs`: the web UI, three files embedded in the binary.
 //! - [`client`]: a small HTTP client of the native API, for the `btt torrent` commands.
 //!
@@ -24,6 +26,7 @@
 //!     dir: "state".into(),
 //!     download_dir: "downloads".into(),
 //!     resume_dir: "state/resume".into(),
+//!     market: None,
 //! })
 //! .await?;
 //! let server = api::Server::start(api::Config::default(), library, api::chain::ChainSource::off()).await?;
@@ -38,6 +41,7 @@ pub mod client;
 mod library;
 mod metrics;
 mod native;
+mod node_market;
 mod server;
 mod transmission;
 mod ui;
@@ -47,6 +51,7 @@ pub use library::{
     AddOptions, Desired, Event, Library, LibraryConfig, LibraryError, Source, TorrentId,
     MAX_TORRENT_BYTES,
 };
+pub use node_market::{Claim, NodeMarket, Settlement, CLAIM_EVERY};
 pub use server::{
     ApiError, Config, Credentials, Server, ServerError, DEFAULT_MAX_BODY_BYTES, SESSION_HEADER,
 };

@@ -10,6 +10,11 @@
 //! On disk (in the library directory): `library.json` (the list, written atomically on every
 //! change) and `<info-hash>.torrent` for each torrent whose metadata is known. Download progress
 //! lives in the engine's resume records.
+//!
+//! With a [`NodeMarket`] (the Speed market, off by default) every torrent that starts gets its
+//! [`SpeedTorrent`] extension: it sells on the node's terms and buys within the torrent's own
+//! budget. What a torrent earned and spent is kept in `library.json` across runs, and a restart
+//! only spends what is left of the budget.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,9 +23,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use engine::{AddTorrent, Session, State, TorrentHandle};
+use market::SpeedTorrent;
 use metainfo::{InfoHash, Magnet, Torrent};
 use serde::{Deserialize, Serialize};
+use speed::{Amount, BidderConfig};
 use tokio::sync::{broadcast, watch};
+
+use crate::node_market::NodeMarket;
 
 use crate::views::{self, FileView, PeerView, PiecesView, StatsView, TorrentView, TrackerView};
 
@@ -66,6 +75,11 @@ pub struct AddOptions {
     pub paused: bool,
     /// Peers to dial besides those from trackers, DHT and PEX.
     pub peers: Vec<SocketAddr>,
+    /// Most to spend buying bandwidth for this torrent over all its runs, wei (zero: never
+    /// buys). Needs the node's market.
+    pub budget: Amount,
+    /// Highest price ever bid, wei per byte (default: no limit but the budget).
+    pub max_price: Option<u64>,
 }
 
 /// What the user asked a torrent to do.
@@ -134,6 +148,8 @@ pub struct LibraryConfig {
     pub download_dir: PathBuf,
     /// The engine session's data directory (its resume records are read for stopped torrents).
     pub resume_dir: PathBuf,
+    /// The Speed market every torrent takes part in; `None` (the default) runs none.
+    pub market: Option<Arc<NodeMarket>>,
 }
 
 /// The persisted part of a torrent.
@@ -158,10 +174,42 @@ pub(crate) struct Record {
     /// The torrent's own upload limit, bytes per second (0 = none).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) upload_limit: u64,
+    /// Most to spend buying bandwidth over all runs, wei (0 = never buys).
+    #[serde(default, skip_serializing_if = "is_zero_amount", with = "wei_string")]
+    pub(crate) budget: Amount,
+    /// Highest bid, wei per byte (`None`: no limit but the budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_price: Option<u64>,
+    /// Spent buying for this torrent, wei, over all runs up to the last save.
+    #[serde(default, skip_serializing_if = "is_zero_amount", with = "wei_string")]
+    pub(crate) spent: Amount,
+    /// Earned selling this torrent, wei, over all runs up to the last save.
+    #[serde(default, skip_serializing_if = "is_zero_amount", with = "wei_string")]
+    pub(crate) earned: Amount,
 }
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
+}
+
+fn is_zero_amount(v: &Amount) -> bool {
+    *v == Amount::ZERO
+}
+
+/// Amounts in `library.json` are decimal strings of wei: JSON numbers lose precision above
+/// 2^53 in most readers.
+mod wei_string {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+    use speed::Amount;
+
+    pub(super) fn serialize<S: Serializer>(a: &Amount, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&a.0.to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Amount, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::node_market::parse_wei(&text, "amount").map_err(D::Error::custom)
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -184,6 +232,35 @@ struct Entry {
     applied: watch::Receiver<u64>,
     /// While stopped: verified pieces from the resume record, read once.
     resumed_have: Option<views::Resumed>,
+    /// While running with the market on: this run's market extension.
+    speed: Option<Arc<SpeedTorrent>>,
+    /// (earned, spent) of earlier runs, to which this run's figures add.
+    market_base: (Amount, Amount),
+}
+
+impl Entry {
+    /// (earned, spent) over every run, this one included.
+    fn market_totals(&self) -> (Amount, Amount) {
+        match &self.speed {
+            Some(t) => {
+                let s = t.stats();
+                (
+                    Amount(self.market_base.0 .0.saturating_add(s.earned.0)),
+                    Amount(self.market_base.1 .0.saturating_add(s.spent.0)),
+                )
+            }
+            None => (self.record.earned, self.record.spent),
+        }
+    }
+
+    /// Copies the running totals into the record; true when they changed.
+    fn fold_market(&mut self) -> bool {
+        let (earned, spent) = self.market_totals();
+        let changed = (earned, spent) != (self.record.earned, self.record.spent);
+        self.record.earned = earned;
+        self.record.spent = spent;
+        changed
+    }
 }
 
 struct Inner {
@@ -263,6 +340,7 @@ impl Shared {
             entry.resumed_have.as_ref(),
             entry.error.as_deref(),
             desired == Desired::Running,
+            entry.market_totals(),
         )
     }
 }
@@ -338,6 +416,11 @@ impl Library {
         &self.shared.session
     }
 
+    /// The Speed market the torrents take part in, when the node runs one.
+    pub fn market(&self) -> Option<&Arc<NodeMarket>> {
+        self.shared.config.market.as_ref()
+    }
+
     /// The default download directory.
     pub fn download_dir(&self) -> &Path {
         &self.shared.config.download_dir
@@ -379,6 +462,7 @@ impl Library {
             (None, None) => return Err(LibraryError::BadRequest("nothing to add".into())),
         };
         let hex = InfoHash(hash).to_hex();
+        self.check_buying(opts.budget, opts.max_price)?;
         if let Some(dir) = &opts.download_dir {
             if !dir.is_absolute() {
                 return Err(LibraryError::BadRequest(format!(
@@ -415,6 +499,10 @@ impl Library {
                 peers: opts.peers.clone(),
                 download_limit: 0,
                 upload_limit: 0,
+                budget: opts.budget,
+                max_price: opts.max_price,
+                spent: Amount::ZERO,
+                earned: Amount::ZERO,
             }
         };
         if let Some(t) = &torrent {
@@ -590,6 +678,50 @@ impl Library {
         self.get(id)
     }
 
+    /// Changes a torrent's buying limits (`None` leaves one as it is): `budget` is the most
+    /// spent on it over all runs, wei, what it spent already included; `max_price` the highest
+    /// bid, wei per byte. Kept across restarts; a running torrent uses them from its next start.
+    pub fn set_buying(
+        &self,
+        id: TorrentId,
+        budget: Option<Amount>,
+        max_price: Option<u64>,
+    ) -> Result<TorrentView, LibraryError> {
+        self.check_buying(budget.unwrap_or(Amount::ZERO), None)?;
+        {
+            let mut inner = self.shared.lock();
+            let e = inner
+                .entries
+                .get_mut(&id)
+                .ok_or_else(|| LibraryError::NotFound(id.0.to_string()))?;
+            if let Some(b) = budget {
+                e.record.budget = b;
+            }
+            if let Some(p) = max_price {
+                e.record.max_price = Some(p);
+            }
+        }
+        self.shared.save()?;
+        self.get(id)
+    }
+
+    /// Buying needs the market; a price limit without a budget limits nothing.
+    fn check_buying(&self, budget: Amount, max_price: Option<u64>) -> Result<(), LibraryError> {
+        if budget > Amount::ZERO && self.shared.config.market.is_none() {
+            return Err(LibraryError::BadRequest(
+                "a budget needs the Speed market, which is off on this node: start the node \
+                 with --market true and a wallet key (see docs/node.md)"
+                    .into(),
+            ));
+        }
+        if budget == Amount::ZERO && max_price.is_some() {
+            return Err(LibraryError::BadRequest(
+                "max_price limits buying, which is off without a budget: give budget too".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The session's global (download, upload) limits, bytes per second, 0 = none.
     pub fn session_limits(&self) -> (u64, u64) {
         self.shared.session.rate_limits()
@@ -624,9 +756,25 @@ impl Library {
         Ok(())
     }
 
-    /// Stops every torrent (resume records written), for a graceful shutdown.
+    /// Stops every torrent (resume records written, market figures saved), for a graceful
+    /// shutdown.
     pub async fn shutdown(&self) {
         self.shared.session.shutdown().await;
+        let changed = {
+            let mut inner = self.shared.lock();
+            let mut changed = false;
+            for e in inner.entries.values_mut() {
+                changed |= e.fold_market();
+                e.speed = None;
+                e.market_base = (e.record.earned, e.record.spent);
+            }
+            changed
+        };
+        if changed {
+            if let Err(e) = self.shared.save() {
+                tracing::warn!("cannot save the torrent list: {e}");
+            }
+        }
     }
 
     async fn set_desired(&self, id: TorrentId, desired: Desired) -> Result<(), LibraryError> {
@@ -695,6 +843,8 @@ fn spawn_entry(
             desired: desired_tx,
             applied: applied_rx,
             resumed_have,
+            speed: None,
+            market_base: (Amount::ZERO, Amount::ZERO),
         },
     );
     tokio::spawn(actor(Arc::downgrade(shared), id, desired_rx, applied_tx));
@@ -848,10 +998,12 @@ async fn run(
     }) else {
         return true;
     };
+    let speed = market_extension(s, id, &torrent);
     let mut add = AddTorrent::new((*torrent).clone(), dir);
     add.peers = peers;
     add.download_rate_limit = download_limit;
     add.upload_rate_limit = upload_limit;
+    add.extension = speed.clone().map(|t| t as Arc<dyn engine::ext::Extension>);
     match s.session.add_torrent(add).await {
         Ok(handle) => {
             let mut inner = s.lock();
@@ -859,11 +1011,53 @@ async fn run(
                 e.handle = Some(handle);
                 e.error = None;
                 e.resumed_have = None;
+                e.market_base = (e.record.earned, e.record.spent);
+                e.speed = speed;
             }
         }
         Err(e) => set_error(s, id, e.to_string()),
     }
     true
+}
+
+/// The torrent's market extension for this run, when the node runs a market: it sells on the
+/// node's terms and buys with what is left of the torrent's budget.
+fn market_extension(s: &Shared, id: TorrentId, torrent: &Torrent) -> Option<Arc<SpeedTorrent>> {
+    let market = s.config.market.as_ref()?;
+    let (budget, max_price, spent, have) = {
+        let inner = s.lock();
+        let e = inner.entries.get(&id)?;
+        (
+            e.record.budget,
+            e.record.max_price,
+            e.record.spent,
+            e.resumed_have.as_ref().map_or(0, |r| r.bytes),
+        )
+    };
+    let left = Amount(budget.0.saturating_sub(spent.0));
+    let bidder = BidderConfig {
+        budget: left,
+        daily_cap: None,
+        max_price: if left == Amount::ZERO {
+            0
+        } else {
+            max_price.unwrap_or(u64::MAX)
+        },
+        top_up_low_water_pieces: 2,
+    };
+    if left > Amount::ZERO {
+        tracing::info!(
+            id = id.0,
+            budget_wei = %left.0,
+            "market: buying bandwidth for this torrent within its budget"
+        );
+    }
+    Some(market.market().torrent(
+        torrent.info_hash.0,
+        u64::from(torrent.info.piece_length),
+        torrent.info.total_length.saturating_sub(have),
+        bidder,
+    ))
 }
 
 fn set_error(s: &Shared, id: TorrentId, message: String) {
@@ -879,14 +1073,28 @@ async fn take_out(s: &Arc<Shared>, id: TorrentId) {
     if let Some(h) = handle {
         let hash = h.info_hash();
         s.session.remove_torrent(&hash).await;
-        let mut inner = s.lock();
-        if let Some(e) = inner.entries.get_mut(&id) {
-            e.resumed_have = e
-                .torrent
-                .as_ref()
-                .map(|t| views::Resumed::new(&t.info, h.have()));
-            if let State::Failed(msg) = h.stats().state {
-                e.error = Some(msg);
+        let changed = {
+            let mut inner = s.lock();
+            match inner.entries.get_mut(&id) {
+                Some(e) => {
+                    e.resumed_have = e
+                        .torrent
+                        .as_ref()
+                        .map(|t| views::Resumed::new(&t.info, h.have()));
+                    if let State::Failed(msg) = h.stats().state {
+                        e.error = Some(msg);
+                    }
+                    let changed = e.fold_market();
+                    e.speed = None;
+                    e.market_base = (e.record.earned, e.record.spent);
+                    changed
+                }
+                None => false,
+            }
+        };
+        if changed {
+            if let Err(e) = s.save() {
+                tracing::warn!("cannot save the torrent list: {e}");
             }
         }
     }
@@ -939,6 +1147,9 @@ async fn ticker(shared: std::sync::Weak<Shared>) {
                     e.record.done_at = unix_now();
                     done = true;
                 }
+                // Money moved: keep the totals on disk, so a crash loses at most a tick's worth
+                // (and the buyer's channel book holds every promise anyway).
+                done |= e.fold_market();
                 out.push(v);
             }
             out
@@ -1007,6 +1218,10 @@ mod tests {
                 peers: vec![],
                 download_limit: 0,
                 upload_limit: 0,
+                budget: Amount::ZERO,
+                max_price: None,
+                spent: Amount::ZERO,
+                earned: Amount::ZERO,
             }],
         };
         let json = serde_json::to_string(&file).unwrap();
@@ -1016,5 +1231,31 @@ mod tests {
         );
         let back: LibraryFile = serde_json::from_str(&json).unwrap();
         assert_eq!(back.torrents[0].id, TorrentId(2));
+    }
+
+    #[test]
+    fn market_fields_are_wei_strings_and_optional() {
+        let mut record: Record = serde_json::from_str(
+            r#"{"id":1,"hash":"00","name":"a","download_dir":"/d","added_at":1,"paused":false,"queue_position":0}"#,
+        )
+        .unwrap();
+        assert_eq!(record.budget, Amount::ZERO);
+        assert_eq!(record.max_price, None);
+        record.budget = Amount(u128::MAX);
+        record.max_price = Some(5);
+        record.spent = Amount(1_000_000_000_000_000_001);
+        record.earned = Amount(7);
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(
+            json.ends_with(&format!(
+                r#""budget":"{}","max_price":5,"spent":"1000000000000000001","earned":"7"}}"#,
+                u128::MAX
+            )),
+            "{json}"
+        );
+        let back: Record = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.budget, Amount(u128::MAX));
+        assert_eq!(back.spent, Amount(1_000_000_000_000_000_001));
+        assert!(serde_json::from_str::<Record>(&json.replace("\"7\"", "\"-7\"")).is_err());
     }
 }

@@ -13,7 +13,8 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let torrents = app.library.list();
     let stats = crate::views::stats(&torrents);
     let chain = app.chain.status().await;
-    let body = render(&torrents, &stats, &chain);
+    let earned = app.library.market().map_or(0, |m| m.earned_total().0);
+    let body = render(&torrents, &stats, &chain, earned);
     (
         [(
             header::CONTENT_TYPE,
@@ -23,7 +24,12 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     )
 }
 
-fn render(torrents: &[TorrentView], stats: &StatsView, chain: &crate::chain::ChainView) -> String {
+fn render(
+    torrents: &[TorrentView],
+    stats: &StatsView,
+    chain: &crate::chain::ChainView,
+    earned_wei: u128,
+) -> String {
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -98,8 +104,8 @@ fn render(torrents: &[TorrentView], stats: &StatsView, chain: &crate::chain::Cha
     metric(
         "btt_market_earnings_wei_total",
         "counter",
-        "BTT earned by seeding, in base units.",
-        &one(0),
+        "BTT earned selling bandwidth in the Speed market (every voucher accepted), in base units.",
+        &[(String::new(), earned_wei.to_string())],
     );
     metric(
         "btt_chain_up",
@@ -144,7 +150,8 @@ mod tests {
             syncing: Some(false),
             error: None,
         };
-        let text = render(&[], &stats, &chain);
+        let text = render(&[], &stats, &chain, u128::MAX);
+        assert!(text.contains(&format!("\nbtt_market_earnings_wei_total {}\n", u128::MAX)));
         assert!(text.contains("# TYPE btt_torrents gauge\nbtt_torrents{state=\"metadata\"} 0\n"));
         assert!(text.contains("\nbtt_chain_height 12\n"));
         assert!(text.contains("\nbtt_chain_finality_latency_seconds 0.250\n"));

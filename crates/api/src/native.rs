@@ -40,6 +40,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/torrents/{id}/trackers", get(trackers))
         .route("/api/v1/wallet", get(wallet))
         .route("/api/v1/market", get(market))
+        .route("/api/v1/market/claim", post(claim))
         .route("/api/v1/chain", get(chain))
         .route("/api/v1/events", get(events))
 }
@@ -75,17 +76,37 @@ async fn set_session(
     Ok(session(State(app)).await)
 }
 
+/// What `PATCH /api/v1/torrents/{id}` may change; a missing field stays as it is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TorrentBody {
+    download_limit: Option<u64>,
+    upload_limit: Option<u64>,
+    /// Wei, a decimal string.
+    budget: Option<String>,
+    max_price: Option<u64>,
+}
+
 async fn set_torrent(
     State(app): State<AppState>,
     Path(id): Path<String>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let b: LimitsBody = parse_json(&body?)?;
+    let b: TorrentBody = parse_json(&body?)?;
+    let budget = b.budget.as_deref().map(parse_budget).transpose()?;
     let id = app.library.resolve(&id)?;
+    // Checked before anything changes: a refused budget leaves the limits as they were too.
+    if budget.is_some() || b.max_price.is_some() {
+        app.library.set_buying(id, budget, b.max_price)?;
+    }
     let view = app
         .library
         .set_limits(id, b.download_limit, b.upload_limit)?;
     Ok(Json(json!({"torrent": view})))
+}
+
+fn parse_budget(text: &str) -> Result<speed::Amount, ApiError> {
+    crate::node_market::parse_wei(text, "budget").map_err(ApiError::bad_request)
 }
 
 async fn stats(State(app): State<AppState>) -> Json<Value> {
@@ -171,6 +192,10 @@ struct AddBody {
     paused: bool,
     #[serde(default)]
     peers: Vec<String>,
+    /// Most to spend buying bandwidth, wei as a decimal string.
+    budget: Option<String>,
+    /// Highest bid, wei per byte.
+    max_price: Option<u64>,
 }
 
 async fn add(
@@ -201,6 +226,13 @@ async fn add(
             download_dir: b.download_dir,
             paused: b.paused,
             peers,
+            budget: b
+                .budget
+                .as_deref()
+                .map(parse_budget)
+                .transpose()?
+                .unwrap_or(speed::Amount::ZERO),
+            max_price: b.max_price,
         };
         let source = if let Some(m) = b.magnet {
             Source::Magnet(m)
@@ -349,11 +381,36 @@ async fn trackers(
 
 async fn wallet(State(app): State<AppState>) -> Json<Value> {
     let accounts = app.chain.accounts(app.config.keystore_dir.as_deref()).await;
-    Json(json!({"accounts": accounts, "market": crate::chain::market_view()}))
+    Json(json!({"accounts": accounts, "market": market_json(&app).await}))
 }
 
-async fn market() -> Json<Value> {
-    Json(json!(crate::chain::market_view()))
+async fn market(State(app): State<AppState>) -> Json<Value> {
+    Json(market_json(&app).await)
+}
+
+/// The market panel: the node's terms, where the wallet's BTT is, earnings and channels.
+async fn market_json(app: &AppState) -> Value {
+    let Some(m) = app.library.market() else {
+        return crate::chain::market_view();
+    };
+    let balance = match m.own_balance().await {
+        Some(b) => b,
+        None => app.chain.balance(m.wallet()).await.map(speed::Amount),
+    };
+    m.view(balance, crate::library::unix_now())
+}
+
+/// Claims every voucher held now; answers with each claim and the total paid.
+async fn claim(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let Some(m) = app.library.market() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "market_off",
+            "the Speed market is off on this node: nothing to claim (start it with --market true)",
+        ));
+    };
+    let claims = m.claim_all().await;
+    Ok(Json(crate::node_market::claims_json(&claims)))
 }
 
 async fn chain(State(app): State<AppState>) -> Json<Value> {

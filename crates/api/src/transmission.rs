@@ -564,7 +564,7 @@ async fn handle_torrent_add(lib: &Library, args: &Map<String, Value>) -> Answer 
     let opts = AddOptions {
         download_dir,
         paused,
-        peers: Vec::new(),
+        ..AddOptions::default()
     };
     match lib.add(source, opts).await {
         Ok(view) => Ok(object(json!({"torrent-added": added_view(&view)}))),

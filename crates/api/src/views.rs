@@ -68,8 +68,15 @@ pub struct TorrentView {
     pub download_limit: u64,
     /// The torrent's own upload limit, bytes per second (0 = none).
     pub upload_limit: u64,
-    /// BTT earned by seeding it, base units (the market is not active yet: always "0").
+    /// Earned selling its bandwidth in the Speed market, wei, over all runs ("0" when the
+    /// market is off).
     pub earnings_wei: String,
+    /// Spent buying bandwidth for it, wei, over all runs.
+    pub spent_wei: String,
+    /// Most it may spend over all runs, wei ("0": it never buys).
+    pub budget_wei: String,
+    /// Highest price it bids, wei per byte (`null`: no limit but the budget).
+    pub max_price: Option<u64>,
 }
 
 /// Totals over every torrent.
@@ -184,6 +191,7 @@ pub(crate) fn torrent_view(
     resumed: Option<&Resumed>,
     error: Option<&str>,
     wanted_running: bool,
+    (earned, spent): (speed::Amount, speed::Amount),
 ) -> TorrentView {
     let size = torrent.map(|t| t.info.total_length).unwrap_or(0);
     let pieces_total = torrent.map(|t| t.info.num_pieces()).unwrap_or(0);
@@ -256,7 +264,10 @@ pub(crate) fn torrent_view(
         queue_position: record.queue_position,
         download_limit: record.download_limit,
         upload_limit: record.upload_limit,
-        earnings_wei: "0".into(),
+        earnings_wei: earned.0.to_string(),
+        spent_wei: spent.0.to_string(),
+        budget_wei: record.budget.0.to_string(),
+        max_price: record.max_price,
     }
 }
 

@@ -2,10 +2,12 @@
 //! over HTTP.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+mod market;
 mod native;
 mod transmission;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use api::client::{http_request, Reply};
@@ -27,6 +29,11 @@ pub struct TestNode {
 impl TestNode {
     /// Starts a node whose state lives in `root` (reusing what is there).
     pub async fn start(root: &Path) -> TestNode {
+        Self::start_with(root, None).await
+    }
+
+    /// Starts a node taking part in `market`.
+    pub async fn start_with(root: &Path, market: Option<Arc<api::NodeMarket>>) -> TestNode {
         let session = Session::start(session_config(&root.join("session")))
             .await
             .unwrap();
@@ -37,6 +44,7 @@ impl TestNode {
                 dir: root.join("torrents"),
                 download_dir: downloads.clone(),
                 resume_dir: root.join("session").join("resume"),
+                market,
             },
         )
         .await

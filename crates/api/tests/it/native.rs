@@ -376,6 +376,7 @@ async fn credentials_are_required_when_set_and_beyond_loopback() {
             dir: tmp.path().join("t"),
             download_dir: tmp.path().join("d"),
             resume_dir: tmp.path().join("s/resume"),
+            market: None,
         },
     )
     .await
