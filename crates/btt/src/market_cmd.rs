@@ -1,6 +1,6 @@
 //! The Speed market in the CLI: the flags that turn buying (`btt download --budget`) and
 //! selling (`btt seed --reserve`) on, the setup they share, and `btt market` to look at the
-//! books and claim earnings.
+//! books, claim earnings and reclaim expired deposits.
 //!
 //! The market is off unless `--budget` is above zero or `--reserve` is given: a plain download
 //! needs no chain and no key. When it is on, one line on stderr says what it may spend or
@@ -11,7 +11,9 @@
 //! - [`MarketArgs`], [`BuyArgs`], [`SellArgs`]: the flags, flattened into `download`/`seed`.
 //! - [`start`] opens the wallet key, the chain, the channel signer and the books into a
 //!   [`MarketNode`].
-//! - [`run`]: `btt market channels|earnings|claim`.
+//! - [`run`]: `btt market channels|earnings|claim|reclaim`.
+//! - Errors from the chain are shown by [`settle_error`]/[`chain_error`], which name the
+//!   market's `--chain-rpc` where the wallet client's own hint names `btt wallet`'s `--rpc`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,8 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use market::{
-    Books, ChainPort, ChannelBook, ClaimPolicy, Market, MarketConfig, RpcChain, SellerTerms,
-    SignerKey, VoucherBook, WalletView,
+    reclaim_expired, Books, ChainError, ChainPort, ChannelBook, ClaimPolicy, Market, MarketConfig,
+    RpcChain, SellerTerms, SettleError, SignerKey, VoucherBook,
 };
 use speed::{Amount, AuctionConfig, BidderConfig, ChannelId};
 use wallet::{EncryptedKey, Keystore, Password, PrivateKey, RpcClient, Wei};
@@ -221,7 +223,7 @@ pub(crate) async fn start(
             seller,
             ..MarketConfig::default()
         },
-        Arc::new(wallet_key),
+        wallet_key,
         Arc::new(signer),
         chain,
         books.clone(),
@@ -240,23 +242,58 @@ fn market_dir(args: &MarketArgs, data_dir: &Path) -> PathBuf {
         .unwrap_or_else(|| data_dir.join("market"))
 }
 
-/// The chain port sending as the wallet, and the wallet's signer.
-async fn connect(args: &MarketArgs) -> Result<(RpcChain, wallet::Signer)> {
-    // The key is read twice (a private key cannot be copied): once for the chain port that
-    // sends transactions, once for the signer of AUTH messages.
-    let chain_key = wallet_key(args)?;
-    let signer = wallet::Signer::new(wallet_key(args)?);
-    // The error's own text names its cause; its source chain would repeat it.
-    let chain = RpcChain::new(&args.chain_rpc, chain_key)
+/// The chain port sending as the wallet, and the wallet's signer (one decrypted key, shared
+/// by the port's transactions and the market's AUTH messages).
+async fn connect(args: &MarketArgs) -> Result<(RpcChain, Arc<wallet::Signer>)> {
+    let signer = Arc::new(wallet::Signer::new(wallet_key(args)?));
+    let chain = RpcChain::with_signer(&args.chain_rpc, signer.clone())
         .await
         .map_err(|e| {
+            // A refused connection already says which flag sets the node.
+            let hint = if is_connect(&e) {
+                ""
+            } else {
+                "; start a BTT chain node there or pass --chain-rpc URL (BTT_CHAIN_RPC)"
+            };
             anyhow::anyhow!(
-                "the chain at {} cannot be used: {e}; start a BTT chain node there or pass \
-                 --chain-rpc URL (BTT_CHAIN_RPC)",
-                args.chain_rpc
+                "the chain at {} cannot be used: {}{hint}",
+                args.chain_rpc,
+                chain_error(&e)
             )
         })?;
     Ok((chain, signer))
+}
+
+fn is_connect(e: &ChainError) -> bool {
+    matches!(e, ChainError::Rpc(wallet::ClientError::Connect { .. }))
+}
+
+/// A node error as the market's flags name it: the wallet client's connect hint names
+/// `btt wallet`'s `--rpc`, the market's node is set by `--chain-rpc`.
+fn client_error(e: &wallet::ClientError) -> String {
+    match e {
+        wallet::ClientError::Connect { url, cause } => format!(
+            "cannot connect to the chain node at {url}: {cause}; is it running? \
+             (set --chain-rpc or BTT_CHAIN_RPC)"
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// A chain error with the market's hints (see [`client_error`]).
+fn chain_error(e: &ChainError) -> String {
+    match e {
+        ChainError::Rpc(c) => client_error(c),
+        other => other.to_string(),
+    }
+}
+
+/// A settlement error with the market's hints (see [`client_error`]).
+fn settle_error(e: &SettleError) -> String {
+    match e {
+        SettleError::Chain(c) => chain_error(c),
+        other => other.to_string(),
+    }
 }
 
 /// The wallet key from `--wallet-key-file` or the keystore.
@@ -362,7 +399,11 @@ pub(crate) fn log_claims(claims: &[(ChannelId, Result<Amount, market::SettleErro
                 total = Amount(total.0.saturating_add(a.0));
                 tracing::info!("claimed {} BTT on channel {}", btt(*a), channel_hex(id));
             }
-            Err(e) => tracing::warn!("claim on channel {} failed: {e}", channel_hex(id)),
+            Err(e) => tracing::warn!(
+                "claim on channel {} failed: {}",
+                channel_hex(id),
+                settle_error(e)
+            ),
         }
     }
     total
@@ -389,10 +430,13 @@ pub(crate) struct MarketCmdArgs {
 enum MarketCommand {
     /// The channels we pay from (buyer) and the vouchers we hold (seller).
     Channels,
-    /// What we earned and where the wallet's BTT is (needs the chain for the balance).
+    /// What we earned and where the wallet's BTT is (the free balance only if the chain
+    /// answers; the rest comes from the books).
     Earnings,
     /// Claim every held voucher on chain now.
     Claim,
+    /// Take back what is left in our channels that have expired (needs the payer's key).
+    Reclaim,
 }
 
 /// Runs a market subcommand with `data_dir` as the default home of the market directory.
@@ -405,6 +449,7 @@ pub(crate) fn run(a: MarketCmdArgs, data_dir: PathBuf) -> Result<()> {
         MarketCommand::Channels => channels(&dir, a.json),
         MarketCommand::Earnings => rt.block_on(earnings(&a.market, &dir, a.json)),
         MarketCommand::Claim => rt.block_on(claim(&a.market, &dir, a.json)),
+        MarketCommand::Reclaim => rt.block_on(reclaim(&a.market, &dir, a.json)),
     }
 }
 
@@ -503,60 +548,74 @@ fn wallet_address(args: &MarketArgs, vouchers: &VoucherBook) -> Result<wallet::A
 
 async fn earnings(args: &MarketArgs, dir: &Path, json: bool) -> Result<()> {
     let (channels, vouchers) = books(dir)?;
-    let who = wallet_address(args, &vouchers)?;
-    let client = RpcClient::new(&args.chain_rpc)?.with_timeout(Duration::from_secs(10));
-    let balance = client.balance(who).await.with_context(|| {
-        format!(
-            "cannot read the balance from {}: start a BTT chain node or pass --chain-rpc",
-            args.chain_rpc
-        )
-    })?;
-    let balance =
-        Amount(u128::try_from(balance.0).map_err(|_| anyhow::anyhow!("balance beyond 128 bits"))?);
     let now = now_s();
-    let view = WalletView::new(balance, &channels, &vouchers, now);
-    let held = vouchers.entries();
-    let forfeited = Amount(
-        held.iter()
-            .filter(|e| !e.channel.is_live(now))
-            .map(|e| e.unclaimed().0)
-            .sum(),
-    );
+    let earned = vouchers.earnings(now);
+    let locked = channels.locked();
+    // The books answer everything but the free balance: without a chain (or a known wallet)
+    // that one is left out, with a note saying why, and the rest is still shown.
+    let who = wallet_address(args, &vouchers);
+    let balance = match &who {
+        Ok(who) => balance(&args.chain_rpc, *who).await,
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    };
+    let free = match balance {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("the free balance is not shown: {e:#}");
+            None
+        }
+    };
+    let who = who.ok();
     if json {
         let v = serde_json::json!({
-            "wallet": who.to_checksum(),
-            "free": wei(view.free),
-            "locked": wei(view.locked),
-            "claimable": wei(view.claimable),
-            "claimed": wei(view.claimed),
-            "forfeited": wei(forfeited),
-            "channels": held.iter().map(|e| serde_json::json!({
-                "channel": channel_hex(&e.channel.id),
-                "payer": address(e.channel.payer).to_checksum(),
-                "cumulative": wei(e.cumulative),
-                "claimed": wei(e.claimed),
-                "expiry": e.channel.expiry,
-                "live": e.channel.is_live(now),
+            "wallet": who.map(|w| w.to_checksum()),
+            "free": free.map(wei),
+            "locked": wei(locked),
+            "claimable": wei(earned.claimable),
+            "claimed": wei(earned.claimed),
+            "forfeited": wei(earned.forfeited),
+            "channels": earned.channels.iter().map(|c| serde_json::json!({
+                "channel": channel_hex(&c.id),
+                "payer": address(c.payer).to_checksum(),
+                "cumulative": wei(c.cumulative),
+                "claimed": wei(c.claimed),
+                "expiry": c.expiry,
+                "live": c.live,
             })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("wallet:    {who}");
-    println!("free:      {} BTT", btt(view.free));
-    println!(
-        "locked:    {} BTT (in channels we pay from)",
-        btt(view.locked)
-    );
-    println!("claimable: {} BTT (vouchers held)", btt(view.claimable));
-    println!("claimed:   {} BTT (part of free)", btt(view.claimed));
-    if forfeited > Amount::ZERO {
+    if let Some(who) = who {
+        println!("wallet:    {who}");
+    }
+    if let Some(free) = free {
+        println!("free:      {} BTT", btt(free));
+    }
+    println!("locked:    {} BTT (in channels we pay from)", btt(locked));
+    println!("claimable: {} BTT (vouchers held)", btt(earned.claimable));
+    println!("claimed:   {} BTT (part of free)", btt(earned.claimed));
+    if earned.forfeited > Amount::ZERO {
         println!(
             "forfeited: {} BTT (vouchers of expired or closed channels)",
-            btt(forfeited)
+            btt(earned.forfeited)
         );
     }
     Ok(())
+}
+
+/// `who`'s balance from the node at `rpc`.
+async fn balance(rpc: &str, who: wallet::Address) -> Result<Amount> {
+    let client = RpcClient::new(rpc)
+        .map_err(|e| anyhow::anyhow!("{}", client_error(&e)))?
+        .with_timeout(Duration::from_secs(10));
+    let balance = client
+        .balance(who)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the balance of {who}: {}", client_error(&e)))?;
+    u128::try_from(balance.0)
+        .map(Amount)
+        .map_err(|_| anyhow::anyhow!("the balance of {who} is beyond 128 bits"))
 }
 
 async fn claim(args: &MarketArgs, dir: &Path, json: bool) -> Result<()> {
@@ -583,7 +642,8 @@ async fn claim(args: &MarketArgs, dir: &Path, json: bool) -> Result<()> {
             }
             Err(e) => {
                 failed += 1;
-                rows.push(serde_json::json!({"channel": channel_hex(id), "error": e.to_string()}));
+                let e = settle_error(e);
+                rows.push(serde_json::json!({"channel": channel_hex(id), "error": e}));
                 if !json {
                     println!("{}: failed: {e}", channel_hex(id));
                 }
@@ -600,6 +660,70 @@ async fn claim(args: &MarketArgs, dir: &Path, json: bool) -> Result<()> {
     }
     if failed > 0 {
         bail!("{failed} claims failed; run `btt market claim` again later");
+    }
+    Ok(())
+}
+
+/// `btt market reclaim`: reclaims every channel we opened that has expired by the chain's
+/// clock, and notes it in the channel book.
+async fn reclaim(args: &MarketArgs, dir: &Path, json: bool) -> Result<()> {
+    if !dir.is_dir() {
+        bail!(
+            "no market data in {}: nothing to reclaim (see --market-dir)",
+            dir.display()
+        );
+    }
+    let mut book = ChannelBook::open(dir)
+        .with_context(|| format!("cannot open the channel book in {}", dir.display()))?;
+    let (chain, _) = connect(args).await?;
+    // The module decides expiry by its block time, not ours.
+    let now = chain.now().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the chain's clock from {}: {}",
+            args.chain_rpc,
+            chain_error(&e)
+        )
+    })?;
+    let results = reclaim_expired(&chain, &mut book, now).await;
+    let mut total = Amount::ZERO;
+    let mut failed = 0usize;
+    let mut rows = Vec::new();
+    for (id, r) in &results {
+        match r {
+            Ok(a) => {
+                total = Amount(total.0.saturating_add(a.0));
+                rows.push(serde_json::json!({"channel": channel_hex(id), "amount": wei(*a)}));
+                if !json {
+                    println!("{}: reclaimed {} BTT", channel_hex(id), btt(*a));
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                let e = settle_error(e);
+                rows.push(serde_json::json!({"channel": channel_hex(id), "error": e}));
+                if !json {
+                    println!("{}: failed: {e}", channel_hex(id));
+                }
+            }
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"reclaims": rows, "total": wei(total)})
+        );
+    } else if results.is_empty() {
+        match book.entries().iter().filter(|c| !c.closed).map(|c| c.expiry).min() {
+            Some(next) => println!(
+                "nothing to reclaim: the next channel expires at {next} (the chain's clock is {now})"
+            ),
+            None => println!("nothing to reclaim: no open channels"),
+        }
+    } else {
+        println!("total reclaimed: {} BTT", btt(total));
+    }
+    if failed > 0 {
+        bail!("{failed} reclaims failed; run `btt market reclaim` again later");
     }
     Ok(())
 }
@@ -655,5 +779,24 @@ mod tests {
         assert_eq!(btt(Amount(1_500_000_000_000_000_000)), "1.5");
         assert_eq!(wei(Amount(u128::MAX)), u128::MAX.to_string());
         assert_eq!(channel_hex(&ChannelId([0xab; 32])).len(), 66);
+    }
+
+    #[test]
+    fn chain_errors_name_the_market_flag() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = SettleError::Chain(ChainError::Rpc(wallet::ClientError::Connect {
+            url: "http://127.0.0.1:9".into(),
+            cause: refused,
+        }));
+        let text = settle_error(&e);
+        assert!(text.contains("--chain-rpc or BTT_CHAIN_RPC"), "{text}");
+        assert!(
+            !text.contains("BTT_RPC)") && !text.contains("--rpc "),
+            "{text}"
+        );
+        assert!(text.contains("http://127.0.0.1:9"), "{text}");
+        // Other errors keep their own text.
+        let e = SettleError::Chain(ChainError::Unavailable);
+        assert_eq!(settle_error(&e), e.to_string());
     }
 }
