@@ -7,8 +7,14 @@
 //!
 //! Data layout under the data directory (`$XDG_DATA_HOME/btt/<network>` by default):
 //! `torrents/` (the torrent list and .torrent files), `session/` (resume records, DHT nodes),
-//! `downloads/` (the default download directory), `chain/` (the local chain). The wallet's
-//! keystore is `btt wallet`'s own (see `--keystore`).
+//! `downloads/` (the default download directory), `chain/` (the local chain), `market/` (the
+//! Speed market's books and channel signer key). The wallet's keystore is `btt wallet`'s own
+//! (see `--keystore`).
+//!
+//! The Speed market (`docs/speed.md`) is off by default. `--market true` (or a selling price,
+//! `--sell-reserve`) turns it on: every torrent then sells on the node's terms when a reserve is
+//! set, buys within its own budget (given per torrent through the API, zero by default), and due
+//! earnings are claimed every 30 s and all of them when the node stops.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -90,6 +96,30 @@ pub(crate) struct NodeArgs {
     /// Where the local chain's consensus listens. [config: chain.p2p_listen] (default: 127.0.0.1:30300)
     #[arg(long, env = "BTT_CHAIN_P2P_LISTEN")]
     chain_p2p_listen: Option<SocketAddr>,
+    /// Speed market on or off. [config: market.enabled] (default: false; on when --sell-reserve is given)
+    #[arg(long, env = "BTT_MARKET")]
+    market: Option<bool>,
+    /// Sell upload on every torrent at no less than this price, wei per byte (turns the market on). [config: market.sell_reserve]
+    #[arg(long, env = "BTT_SELL_RESERVE")]
+    sell_reserve: Option<u64>,
+    /// Paid upload slots per round when selling. [config: market.paid_slots] (default: 4)
+    #[arg(long, env = "BTT_PAID_SLOTS")]
+    paid_slots: Option<u32>,
+    /// Share of upload kept free for peers who do not pay, percent. [config: market.free_share] (default: 20)
+    #[arg(long, env = "BTT_FREE_SHARE")]
+    free_share: Option<u32>,
+    /// File holding the market wallet's hex private key on its first line. [config: market.key_file]
+    #[arg(long, env = "BTT_MARKET_KEY_FILE")]
+    market_key_file: Option<PathBuf>,
+    /// The market wallet's address in the keystore (see --keystore, --password-file). [config: market.from]
+    #[arg(long, env = "BTT_MARKET_FROM")]
+    market_from: Option<String>,
+    /// File holding the keystore password on its first line. [config: market.password_file]
+    #[arg(long, env = "BTT_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+    /// The market's books and channel signer key. [config: market.dir] (default: <data_dir>/market)
+    #[arg(long, env = "BTT_MARKET_DIR")]
+    market_dir: Option<PathBuf>,
     /// Log format: `text` or `json`. [config: log.format] (default: text)
     #[arg(long, env = "BTT_LOG_FORMAT")]
     pub(crate) log_format: Option<LogFormat>,
@@ -135,6 +165,8 @@ struct FileConfig {
     #[serde(default)]
     chain: ChainSection,
     #[serde(default)]
+    market: MarketSection,
+    #[serde(default)]
     log: LogSection,
 }
 
@@ -173,6 +205,19 @@ struct ChainSection {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct MarketSection {
+    enabled: Option<bool>,
+    sell_reserve: Option<u64>,
+    paid_slots: Option<u32>,
+    free_share: Option<u32>,
+    key_file: Option<PathBuf>,
+    from: Option<String>,
+    password_file: Option<PathBuf>,
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LogSection {
     format: Option<LogFormat>,
 }
@@ -191,7 +236,33 @@ struct Settings {
     chain_rpc: Option<String>,
     chain_rpc_listen: SocketAddr,
     chain_p2p_listen: SocketAddr,
+    market: MarketSettings,
     log_format: LogFormat,
+}
+
+/// The Speed market's settings, resolved (keys are read only when the node starts).
+#[derive(Debug, Clone)]
+struct MarketSettings {
+    enabled: bool,
+    sell_reserve: Option<u64>,
+    paid_slots: u32,
+    free_share: u32,
+    key_file: Option<PathBuf>,
+    from: Option<String>,
+    password_file: Option<PathBuf>,
+    dir: PathBuf,
+}
+
+impl MarketSettings {
+    /// The selling terms, checked; `None` when the node does not sell.
+    fn terms(&self) -> Result<Option<market::SellerTerms>> {
+        crate::market_cmd::SellArgs {
+            reserve: self.sell_reserve,
+            paid_slots: self.paid_slots,
+            free_share: self.free_share,
+        }
+        .terms()
+    }
 }
 
 /// Reads the config file and merges env and flags over it.
@@ -292,6 +363,51 @@ fn resolve(a: &NodeArgs) -> Result<(Settings, FileConfig)> {
     if chain == ChainMode::Remote && chain_rpc.is_none() {
         bail!("chain mode remote needs the node's JSON-RPC URL: --chain-rpc http://HOST:PORT");
     }
+    let m = &file.market;
+    let sell_reserve = a.sell_reserve.or(m.sell_reserve);
+    let enabled = match a.market.or(m.enabled) {
+        Some(false) if sell_reserve.is_some() => bail!(
+            "the market is off but a selling price is set (--sell-reserve / market.sell_reserve): \
+             drop the price, or turn the market on with --market true"
+        ),
+        Some(on) => on,
+        None => sell_reserve.is_some(),
+    };
+    let market = MarketSettings {
+        enabled,
+        sell_reserve,
+        paid_slots: a.paid_slots.or(m.paid_slots).unwrap_or(4),
+        free_share: a.free_share.or(m.free_share).unwrap_or(20),
+        key_file: a.market_key_file.clone().or(m.key_file.clone()),
+        from: a.market_from.clone().or(m.from.clone()),
+        password_file: a.password_file.clone().or(m.password_file.clone()),
+        dir: absolute(
+            &a.market_dir
+                .clone()
+                .or(m.dir.clone())
+                .unwrap_or_else(|| data_dir.join("market")),
+        )?,
+    };
+    if market.enabled {
+        if chain == ChainMode::Off {
+            bail!(
+                "the Speed market needs a chain for its payment channels, but the chain is off: \
+                 run with --chain local or --chain remote --chain-rpc URL, or turn the market off \
+                 (--market false, no --sell-reserve)"
+            );
+        }
+        match (&market.key_file, &market.from) {
+            (Some(_), Some(_)) => bail!(
+                "both --market-key-file and --market-from name the market wallet's key: give one"
+            ),
+            (None, None) => bail!(
+                "the market is on but no wallet key was given: pass --market-key-file FILE, or \
+                 --market-from ADDRESS --password-file FILE (a key in the keystore)"
+            ),
+            _ => {}
+        }
+        market.terms()?;
+    }
     let settings = Settings {
         network,
         data_dir,
@@ -310,6 +426,7 @@ fn resolve(a: &NodeArgs) -> Result<(Settings, FileConfig)> {
             .chain_p2p_listen
             .or(file.chain.p2p_listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 30300))),
+        market,
         log_format: a.log_format.or(file.log.format).unwrap_or(LogFormat::Text),
     };
     Ok((settings, file))
@@ -357,6 +474,16 @@ fn effective_toml(s: &Settings) -> Result<String> {
             rpc_listen: Some(s.chain_rpc_listen),
             p2p_listen: Some(s.chain_p2p_listen),
         },
+        market: MarketSection {
+            enabled: Some(s.market.enabled),
+            sell_reserve: s.market.sell_reserve,
+            paid_slots: Some(s.market.paid_slots),
+            free_share: Some(s.market.free_share),
+            key_file: s.market.key_file.clone(),
+            from: s.market.from.clone(),
+            password_file: s.market.password_file.clone(),
+            dir: Some(s.market.dir.clone()),
+        },
         log: LogSection {
             format: Some(s.log_format),
         },
@@ -399,6 +526,10 @@ async fn serve(s: Settings) -> Result<()> {
         }
         _ => api::chain::ChainSource::off(),
     };
+    let market = match chain.rpc_url() {
+        Some(url) if s.market.enabled => Some(start_market(&s, url).await?),
+        _ => None,
+    };
     let session = crate::start_session(&s.session).await?;
     let library = api::Library::open(
         session.clone(),
@@ -406,9 +537,13 @@ async fn serve(s: Settings) -> Result<()> {
             dir: s.data_dir.join("torrents"),
             download_dir: s.download_dir.clone(),
             resume_dir: s.data_dir.join("session").join("resume"),
+            market: market.clone(),
         },
     )
     .await?;
+    let settlement = market
+        .as_ref()
+        .map(|m| m.start_settlement(api::CLAIM_EVERY));
     let server = api::Server::start(
         api::Config {
             listen: s.http,
@@ -443,10 +578,53 @@ async fn serve(s: Settings) -> Result<()> {
     eprintln!("btt node: stopping (writing resume records)");
     server.stop().await;
     library.shutdown().await;
+    // After the library: the last vouchers are in the book. Before the local chain stops: the
+    // claims go to it.
+    if let Some(settlement) = settlement {
+        let claims = settlement.stop().await;
+        let failed = claims.iter().filter(|c| c.result.is_err()).count();
+        if failed > 0 {
+            eprintln!(
+                "btt node: {failed} claims failed; run `btt market claim` with this node's \
+                 market dir and chain later"
+            );
+        }
+    }
     if let Some(node) = chain_node {
         node.stop().await?;
     }
     Ok(())
+}
+
+/// Opens the market: the wallet key, the chain at `rpc_url`, the channel signer and the books.
+async fn start_market(s: &Settings, rpc_url: &str) -> Result<std::sync::Arc<api::NodeMarket>> {
+    let m = &s.market;
+    let terms = m.terms()?;
+    let args = crate::market_cmd::MarketArgs {
+        chain_rpc: rpc_url.to_string(),
+        wallet_key_file: m.key_file.clone(),
+        keystore: m.from.as_ref().map(|_| s.keystore.clone()),
+        from: m.from.clone(),
+        password_file: m.password_file.clone(),
+        market_dir: Some(m.dir.clone()),
+    };
+    let node = crate::market_cmd::start(&args, &s.data_dir, terms.clone()).await?;
+    match &terms {
+        Some(t) => eprintln!(
+            "{}",
+            crate::market_cmd::describe_terms(t, node.wallet, rpc_url)
+        ),
+        None => eprintln!(
+            "market on: buying only, within each torrent's own budget (none by default), from \
+             {} on {rpc_url}",
+            node.wallet
+        ),
+    }
+    Ok(std::sync::Arc::new(api::NodeMarket::new(
+        node.market,
+        node.books,
+        terms,
+    )))
 }
 
 /// Takes an exclusive lock on `<data_dir>/node.lock` for the life of the process, so two nodes
@@ -569,6 +747,84 @@ mod tests {
         );
         drop(first);
         lock_data_dir(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn the_market_is_off_by_default_and_checked_when_on() {
+        let base = || NodeArgs {
+            network: Some("x".into()),
+            data_dir: Some("/tmp/btt-x".into()),
+            ..NodeArgs::default()
+        };
+        // An explicit, empty config file: nothing from the user's own.
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("node.toml");
+        std::fs::write(&empty, "").unwrap();
+        let args = |f: &dyn Fn(&mut NodeArgs)| {
+            let mut a = base();
+            a.config = Some(empty.clone());
+            f(&mut a);
+            a
+        };
+        let (s, _) = resolve(&args(&|_| {})).unwrap();
+        assert!(!s.market.enabled);
+        assert_eq!(s.market.dir, PathBuf::from("/tmp/btt-x/market"));
+        assert!(effective_toml(&s)
+            .unwrap()
+            .contains("[market]\nenabled = false\n"));
+
+        let err = |f: &dyn Fn(&mut NodeArgs)| format!("{:#}", resolve(&args(f)).unwrap_err());
+        assert!(err(&|a| {
+            a.sell_reserve = Some(1000);
+            a.chain = Some(ChainMode::Off);
+        })
+        .contains("needs a chain"));
+        assert!(err(&|a| a.sell_reserve = Some(1000)).contains("no wallet key"));
+        assert!(err(&|a| {
+            a.market = Some(false);
+            a.sell_reserve = Some(1000);
+        })
+        .contains("market is off but a selling price"));
+        assert!(err(&|a| {
+            a.sell_reserve = Some(1000);
+            a.market_key_file = Some("/k".into());
+            a.free_share = Some(101);
+        })
+        .contains("above 100 percent"));
+        assert!(err(&|a| {
+            a.market = Some(true);
+            a.market_key_file = Some("/k".into());
+            a.market_from = Some("0x00".into());
+        })
+        .contains("give one"));
+
+        // A reserve turns selling on; the printed config reads back to the same market.
+        let (s, _) = resolve(&args(&|a| {
+            a.sell_reserve = Some(1000);
+            a.paid_slots = Some(2);
+            a.market_key_file = Some("/k".into());
+        }))
+        .unwrap();
+        assert!(s.market.enabled);
+        let terms = s.market.terms().unwrap().unwrap();
+        assert_eq!(terms.auction.reserve_price, 1000);
+        assert_eq!(terms.auction.paid_slots, 2);
+        assert_eq!(terms.auction.free_share_bps, 2000);
+        std::fs::write(&empty, effective_toml(&s).unwrap()).unwrap();
+        let (again, _) = resolve(&args(&|_| {})).unwrap();
+        assert!(again.market.enabled);
+        assert_eq!(again.market.sell_reserve, Some(1000));
+        assert_eq!(again.market.paid_slots, 2);
+        assert_eq!(again.market.key_file, Some(PathBuf::from("/k")));
+        // Buying only: the market on without a reserve sells nothing.
+        std::fs::write(&empty, "").unwrap();
+        let (s, _) = resolve(&args(&|a| {
+            a.market = Some(true);
+            a.market_key_file = Some("/k".into());
+        }))
+        .unwrap();
+        assert!(s.market.enabled);
+        assert!(s.market.terms().unwrap().is_none());
     }
 
     #[test]
