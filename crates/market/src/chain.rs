@@ -368,13 +368,14 @@ impl RpcChain {
         Amount(lock(&self.history).1)
     }
 
-    /// `eth_call` to the module at `latest` (final on our chain).
+    /// `eth_call` to the module at `finalized`, so a channel counts only once it is final (on
+    /// our chain every served block is, so this is also `latest`).
     async fn call(&self, data: Vec<u8>) -> Result<Vec<u8>, ChainError> {
         let method = "eth_call";
         let req = json!([{
             "to": format!("{CHANNELS_ADDRESS:#x}"),
             "input": format!("0x{}", hex::encode(&data)),
-        }, "latest"]);
+        }, "finalized"]);
         let value = self.client.request(method, req).await?;
         parse_hex_bytes(&value).ok_or_else(|| ChainError::BadReply {
             method,
@@ -671,7 +672,7 @@ impl RpcChain {
         let method = "eth_getBlockByNumber";
         let block = self
             .client
-            .request(method, json!(["latest", false]))
+            .request(method, json!(["finalized", false]))
             .await?;
         block
             .get("timestamp")
