@@ -618,26 +618,23 @@ async fn balance(rpc: &str, who: wallet::Address) -> Result<Amount> {
         .map_err(|_| anyhow::anyhow!("the balance of {who} is beyond 128 bits"))
 }
 
-async fn claim(args: &MarketArgs, dir: &Path, json: bool) -> Result<()> {
-    if !dir.is_dir() {
-        bail!(
-            "no market data in {}: nothing to claim (see --market-dir)",
-            dir.display()
-        );
-    }
-    let (chain, _) = connect(args).await?;
-    let books = Books::open(dir, Arc::new(chain), ClaimPolicy::default())?;
-    let claims = books.settler().claim_all().await;
+/// One JSON row per channel (`amount`, or `error`), the total moved and the number of failures;
+/// in text mode each row is also printed as `<channel>: <verb> <BTT>`.
+fn tally(
+    results: &[(ChannelId, Result<Amount, SettleError>)],
+    verb: &str,
+    json: bool,
+) -> (Vec<serde_json::Value>, Amount, usize) {
     let mut total = Amount::ZERO;
     let mut failed = 0usize;
     let mut rows = Vec::new();
-    for (id, r) in &claims {
+    for (id, r) in results {
         match r {
             Ok(a) => {
                 total = Amount(total.0.saturating_add(a.0));
                 rows.push(serde_json::json!({"channel": channel_hex(id), "amount": wei(*a)}));
                 if !json {
-                    println!("{}: claimed {} BTT", channel_hex(id), btt(*a));
+                    println!("{}: {verb} {} BTT", channel_hex(id), btt(*a));
                 }
             }
             Err(e) => {
@@ -650,6 +647,20 @@ async fn claim(args: &MarketArgs, dir: &Path, json: bool) -> Result<()> {
             }
         }
     }
+    (rows, total, failed)
+}
+
+async fn claim(args: &MarketArgs, dir: &Path, json: bool) -> Result<()> {
+    if !dir.is_dir() {
+        bail!(
+            "no market data in {}: nothing to claim (see --market-dir)",
+            dir.display()
+        );
+    }
+    let (chain, _) = connect(args).await?;
+    let books = Books::open(dir, Arc::new(chain), ClaimPolicy::default())?;
+    let claims = books.settler().claim_all().await;
+    let (rows, total, failed) = tally(&claims, "claimed", json);
     if json {
         println!(
             "{}",
@@ -685,28 +696,7 @@ async fn reclaim(args: &MarketArgs, dir: &Path, json: bool) -> Result<()> {
         )
     })?;
     let results = reclaim_expired(&chain, &mut book, now).await;
-    let mut total = Amount::ZERO;
-    let mut failed = 0usize;
-    let mut rows = Vec::new();
-    for (id, r) in &results {
-        match r {
-            Ok(a) => {
-                total = Amount(total.0.saturating_add(a.0));
-                rows.push(serde_json::json!({"channel": channel_hex(id), "amount": wei(*a)}));
-                if !json {
-                    println!("{}: reclaimed {} BTT", channel_hex(id), btt(*a));
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                let e = settle_error(e);
-                rows.push(serde_json::json!({"channel": channel_hex(id), "error": e}));
-                if !json {
-                    println!("{}: failed: {e}", channel_hex(id));
-                }
-            }
-        }
-    }
+    let (rows, total, failed) = tally(&results, "reclaimed", json);
     if json {
         println!(
             "{}",

@@ -149,6 +149,47 @@ fn write_file<T: Serialize>(path: &Path, value: &T) -> Result<(), SettleError> {
     })
 }
 
+/// Opens book file `name` in `dir` (creating the directory): `parts` takes the parsed file
+/// apart into its version and records, `convert` checks one record (`what` names it in
+/// errors). Another version, a malformed record or a channel listed twice is refused as
+/// corrupt. An absent file is an empty book.
+fn load<F, R, T>(
+    dir: &Path,
+    name: &str,
+    what: &str,
+    parts: impl FnOnce(F) -> (u32, Vec<R>),
+    convert: impl Fn(&R) -> Option<T>,
+    id: impl Fn(&T) -> ChannelId,
+) -> Result<(PathBuf, BTreeMap<ChannelId, T>), SettleError>
+where
+    F: for<'de> Deserialize<'de>,
+{
+    open_dir(dir)?;
+    let path = dir.join(name);
+    let mut entries = BTreeMap::new();
+    if let Some(file) = read_file::<F>(&path)? {
+        let corrupt = |reason: String| SettleError::Corrupt {
+            path: path.clone(),
+            reason,
+        };
+        let (version, records) = parts(file);
+        if version != VERSION {
+            return Err(corrupt(format!(
+                "version {version} is not {VERSION}: written by another btt version"
+            )));
+        }
+        for (i, r) in records.iter().enumerate() {
+            let e =
+                convert(r).ok_or_else(|| corrupt(format!("{what} {i} has a malformed field")))?;
+            let key = id(&e);
+            if entries.insert(key, e).is_some() {
+                return Err(corrupt(format!("channel {} appears twice", hex(&key.0))));
+            }
+        }
+    }
+    Ok((path, entries))
+}
+
 fn open_dir(dir: &Path) -> Result<(), SettleError> {
     std::fs::create_dir_all(dir).map_err(|source| SettleError::Io {
         path: dir.to_owned(),
@@ -259,29 +300,14 @@ impl VoucherBook {
 
     /// Opens (or starts) the book in `dir`.
     pub fn open(dir: &Path) -> Result<Self, SettleError> {
-        open_dir(dir)?;
-        let path = dir.join(Self::FILE);
-        let mut entries = BTreeMap::new();
-        if let Some(file) = read_file::<VoucherFile>(&path)? {
-            let corrupt = |reason: String| SettleError::Corrupt {
-                path: path.clone(),
-                reason,
-            };
-            if file.version != VERSION {
-                return Err(corrupt(format!(
-                    "version {} is not {VERSION}: written by another btt version",
-                    file.version
-                )));
-            }
-            for (i, r) in file.vouchers.iter().enumerate() {
-                let e = r
-                    .to_entry()
-                    .ok_or_else(|| corrupt(format!("voucher {i} has a malformed field")))?;
-                if entries.insert(e.channel.id, e).is_some() {
-                    return Err(corrupt(format!("channel {} appears twice", r.channel)));
-                }
-            }
-        }
+        let (path, entries) = load(
+            dir,
+            Self::FILE,
+            "voucher",
+            |f: VoucherFile| (f.version, f.vouchers),
+            VoucherRecord::to_entry,
+            |e| e.channel.id,
+        )?;
         Ok(Self { path, entries })
     }
 
@@ -746,29 +772,14 @@ impl ChannelBook {
 
     /// Opens (or starts) the book in `dir`.
     pub fn open(dir: &Path) -> Result<Self, SettleError> {
-        open_dir(dir)?;
-        let path = dir.join(Self::FILE);
-        let mut channels = BTreeMap::new();
-        if let Some(file) = read_file::<ChannelFile>(&path)? {
-            let corrupt = |reason: String| SettleError::Corrupt {
-                path: path.clone(),
-                reason,
-            };
-            if file.version != VERSION {
-                return Err(corrupt(format!(
-                    "version {} is not {VERSION}: written by another btt version",
-                    file.version
-                )));
-            }
-            for (i, r) in file.channels.iter().enumerate() {
-                let c = r
-                    .to_channel()
-                    .ok_or_else(|| corrupt(format!("channel {i} has a malformed field")))?;
-                if channels.insert(c.id, c).is_some() {
-                    return Err(corrupt(format!("channel {} appears twice", r.id)));
-                }
-            }
-        }
+        let (path, channels) = load(
+            dir,
+            Self::FILE,
+            "channel",
+            |f: ChannelFile| (f.version, f.channels),
+            ChannelRecord::to_channel,
+            |c| c.id,
+        )?;
         Ok(Self { path, channels })
     }
 
