@@ -758,6 +758,7 @@
       ["Uploaded", fmtBytes(t.uploaded_bytes)],
       ["Ratio", fmtRatio(t.ratio)],
       ["Earned", fmtBtt(t.earnings_wei), exactBtt(t.earnings_wei)],
+      ...(t.spent_wei !== undefined ? [["Spent", fmtBtt(t.spent_wei) + (t.budget_wei && t.budget_wei !== "0" ? " of " + fmtBtt(t.budget_wei) : ""), exactBtt(t.spent_wei)]] : []),
       ["Saved in", t.download_dir || "—"],
       ["Added", t.added_at ? new Date(t.added_at * 1000).toLocaleString() : "—"],
     ];
