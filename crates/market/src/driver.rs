@@ -301,6 +301,17 @@ impl Peer {
         }));
     }
 
+    /// As buyer: names our channel `id` and bids `bid` per byte.
+    fn start_buying(&mut self, id: ChannelId, bid: u64) {
+        self.outgoing = Outgoing::Ready(id);
+        self.send(&Message::Channel(speed::Channel { channel: id }));
+        self.send(&Message::Bid(Bid {
+            price_per_byte: bid,
+            max_bytes: 0,
+        }));
+        self.bid_sent = Some(bid);
+    }
+
     fn in_default(&self, now: Instant, after: Duration) -> bool {
         self.exhausted_since
             .is_some_and(|t| now.duration_since(t) >= after)
@@ -547,13 +558,7 @@ impl SpeedTorrent {
                     channel.cumulative,
                 );
                 if added.is_ok() {
-                    peer.outgoing = Outgoing::Ready(id);
-                    peer.send(&Message::Channel(speed::Channel { channel: id }));
-                    peer.send(&Message::Bid(Bid {
-                        price_per_byte: bid,
-                        max_bytes: 0,
-                    }));
-                    peer.bid_sent = Some(bid);
+                    peer.start_buying(id, bid);
                 }
                 return;
             }
@@ -580,13 +585,7 @@ impl SpeedTorrent {
                     if added.is_err() {
                         let _ = st.ledger.top_up(speed::PeerKey(key), channel.deposit);
                     }
-                    peer.outgoing = Outgoing::Ready(id);
-                    peer.send(&Message::Channel(speed::Channel { channel: id }));
-                    peer.send(&Message::Bid(Bid {
-                        price_per_byte: bid,
-                        max_bytes: 0,
-                    }));
-                    peer.bid_sent = Some(bid);
+                    peer.start_buying(id, bid);
                 }
                 Err(e) => {
                     tracing::warn!("cannot open a payment channel: {e}");
