@@ -19,7 +19,7 @@ use speed::{
 };
 use wallet::eip712::{self, Eip712Domain};
 
-use crate::chain::{recover_voucher_signer, sign_voucher, ChainPort, ChannelState};
+use crate::chain::{channel_id, recover_voucher_signer, sign_voucher, ChainPort, ChannelState};
 use crate::settle::BuyerChannel;
 
 /// How long a buyer's credit may stay used up before it is in default, by default.
@@ -268,13 +268,11 @@ struct Peer {
     theirs: Option<Handshake>,
     /// The peer proved its wallet (a valid AUTH).
     authed: bool,
-    interested: bool,
     // As buyer, towards this seller.
     ask: Option<Ask>,
     outgoing: Outgoing,
     /// Price per byte while we hold this seller's paid slot.
     slot_price: Option<u64>,
-    bid_sent: Option<u64>,
     /// A top-up transaction is under way.
     topping_up: bool,
     // As seller, towards this buyer.
@@ -309,7 +307,6 @@ impl Peer {
             price_per_byte: bid,
             max_bytes: 0,
         }));
-        self.bid_sent = Some(bid);
     }
 
     fn in_default(&self, now: Instant, after: Duration) -> bool {
@@ -380,15 +377,14 @@ impl SpeedTorrent {
 
     fn channel_id(&self, payee: speed::Address) -> ChannelId {
         let m = &self.market;
-        let id = chain_state::channel_id(
+        channel_id(
             m.chain.chain_id(),
-            alloy_primitives::Address::from(m.chain.module().0),
-            alloy_primitives::Address::from(m.wallet.address().0),
-            alloy_primitives::Address::from(payee.0),
-            alloy_primitives::Address::from(m.channel_signer.address().0),
-            alloy_primitives::B256::from(self.salt()),
-        );
-        ChannelId(id.0)
+            m.chain.module(),
+            m.wallet(),
+            payee,
+            speed::Address(m.channel_signer.address().0),
+            self.salt(),
+        )
     }
 
     fn on_handshake(&self, key: u64, payload: &[u8], their_id: Option<u8>) {
@@ -929,10 +925,9 @@ impl SpeedTorrent {
         let reserve = st.auction.as_ref()?.config().reserve_price;
         let mut candidates = Vec::with_capacity(peers.len());
         for rp in peers {
-            let p = st.peers.get_mut(&rp.key);
+            let p = st.peers.get(&rp.key);
             let (bid_price, eligible, incumbent) = match p {
                 Some(p) => {
-                    p.interested = rp.interested;
                     let ready = matches!(p.incoming, Incoming::Ready { .. });
                     let bid = p.bid.as_ref().map(|b| b.price_per_byte);
                     let eligible = p.authed
@@ -1038,11 +1033,9 @@ impl Extension for SpeedTorrent {
                 nonce: Nonce(rand::random()),
                 theirs: None,
                 authed: false,
-                interested: false,
                 ask: None,
                 outgoing: Outgoing::None,
                 slot_price: None,
-                bid_sent: None,
                 topping_up: false,
                 incoming: Incoming::None,
                 bid: None,
