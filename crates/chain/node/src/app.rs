@@ -277,7 +277,13 @@ impl App {
                         })
                     });
             candidates_ms = started.elapsed().as_millis();
-            self.executor.build(&state, &env, candidates)
+            match self.executor.build(&state, &env, candidates) {
+                Ok(built) => built,
+                Err(e) => {
+                    tracing::warn!(parent = parent.header.number, error = %e, "cannot build a block");
+                    return Ok(None);
+                }
+            }
         };
         let execute_ms = started.elapsed().as_millis() - candidates_ms;
         for (hash, reason) in &built.rejected {
@@ -562,7 +568,7 @@ pub fn init_store(
     executor: &Executor,
     genesis: &crate::Genesis,
 ) -> Result<Arc<Block>, Error> {
-    let block = Arc::new(genesis.block(executor));
+    let block = Arc::new(genesis.block(executor)?);
     match store.genesis_hash()? {
         Some(hash) if hash == block.hash() => Ok(block),
         Some(hash) => Err(Error::Corrupt(format!(
@@ -571,7 +577,7 @@ pub fn init_store(
             block.hash()
         ))),
         None => {
-            let changes = genesis.state(executor);
+            let changes = genesis.state(executor)?;
             let leaves: Vec<(B256, Option<B256>)> = group_leaves(&changes)
                 .into_values()
                 .flat_map(|m| m.into_iter())

@@ -109,20 +109,22 @@ impl Genesis {
     }
 
     /// The initial state.
-    pub fn state(&self, executor: &Executor) -> StateChanges {
+    pub fn state(&self, executor: &Executor) -> Result<StateChanges, Error> {
         let alloc: Vec<(Address, U256)> = self
             .alloc
             .iter()
             .map(|(a, acc)| (*a, acc.balance))
             .collect();
-        executor.genesis(&alloc)
+        executor
+            .genesis(&alloc)
+            .map_err(|e| Error::Corrupt(format!("genesis state: {e}")))
     }
 
     /// The genesis block, whose state root commits to [`Genesis::state`].
-    pub fn block(&self, executor: &Executor) -> Block {
-        let changes = self.state(executor);
+    pub fn block(&self, executor: &Executor) -> Result<Block, Error> {
+        let changes = self.state(executor)?;
         let state_root = Commitment::root_of_changes(&changes);
-        Block {
+        Ok(Block {
             header: Header {
                 parent_hash: Default::default(),
                 number: 0,
@@ -139,7 +141,7 @@ impl Genesis {
                 extra_data: Bytes::from_static(GENESIS_EXTRA),
             },
             transactions: Vec::new(),
-        }
+        })
     }
 
     /// The validator whose consensus identity is `identity`.

@@ -87,7 +87,7 @@ impl Chain {
         let ex = Executor::new(ChainParams::default());
         let alloc: Vec<_> = (1..=n).map(|i| (address_of(key(i)), eth(100))).collect();
         let mut state = MemoryState::new();
-        state.apply(&ex.genesis(&alloc));
+        state.apply(&ex.genesis(&alloc).unwrap());
         Self {
             ex,
             state,
@@ -136,7 +136,7 @@ impl Chain {
     fn block(&mut self, txs: Vec<RecoveredTx>) -> Vec<Sent> {
         let env = self.env();
         let n = txs.len();
-        let built = self.ex.build(&self.state, &env, txs);
+        let built = self.ex.build(&self.state, &env, txs).unwrap();
         assert!(built.rejected.is_empty(), "rejected: {:?}", built.rejected);
         assert_eq!(built.txs.len(), n);
         let executed = self.ex.execute(&self.state, &env, &built.txs).unwrap();

@@ -28,8 +28,8 @@ use revm::ExecuteEvm;
 
 use crate::channels::Channels;
 use crate::modules::{
-    Bank, ChainPrecompiles, ModuleMap, NativeModule, BANK_ADDRESS, BANK_BURNED_SLOT,
-    BANK_TOTAL_SUPPLY_SLOT,
+    Bank, ChainPrecompiles, ModuleContext, ModuleError, ModuleMap, NativeModule, BANK_ADDRESS,
+    BANK_BURNED_SLOT, BANK_TOTAL_SUPPLY_SLOT,
 };
 use crate::params::{ChainParams, FeeMode};
 use crate::state::{Account, StateChanges, StateReader, StoreError, KECCAK_EMPTY};
@@ -120,6 +120,34 @@ pub enum ExecError {
     /// The EVM failed for a reason that is not the transaction's fault.
     #[error("evm failure: {0}: this is a bug in the node")]
     Internal(String),
+    /// A module's end-of-block step failed: the block is invalid.
+    #[error("end of block in module {module}: {reason}")]
+    EndBlock {
+        /// The module's name.
+        module: &'static str,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Why a module could not write its genesis state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("genesis of module {module}: {reason}")]
+pub struct GenesisError {
+    /// The module's name.
+    pub module: &'static str,
+    /// What failed.
+    pub reason: String,
+}
+
+/// A module error as text: the revert reason when there is one.
+fn module_error_text(e: &ModuleError) -> String {
+    match e {
+        ModuleError::Revert(data) => alloy_sol_types::decode_revert_reason(data)
+            .unwrap_or_else(|| format!("reverted with {data}")),
+        ModuleError::OutOfGas => "out of gas".to_owned(),
+        ModuleError::Fatal(e) => e.clone(),
+    }
 }
 
 pub use chain_types::CallRequest;
@@ -263,6 +291,7 @@ fn admission(
 pub struct Executor {
     params: ChainParams,
     modules: Arc<ModuleMap>,
+    fee_collector: Option<Address>,
 }
 
 type ChainEvm<'a, R> = Evm<
@@ -305,7 +334,15 @@ impl Executor {
         Self {
             params,
             modules: Arc::new(modules),
+            fee_collector: None,
         }
+    }
+
+    /// Sends every block's priority fees to `collector` (the staking module, which shares them
+    /// among validators and delegators) instead of the block's proposer.
+    pub fn with_fee_collector(mut self, collector: Address) -> Self {
+        self.fee_collector = Some(collector);
+        self
     }
 
     /// Adds (or replaces, at the same address) a native module.
@@ -325,8 +362,9 @@ impl Executor {
     }
 
     /// The genesis state: the allocations (zero ones skipped, repeated addresses summed), every
-    /// module's account (nonce 1, [`MODULE_ACCOUNT_CODE`]), and the bank's total supply.
-    pub fn genesis(&self, alloc: &[(Address, U256)]) -> StateChanges {
+    /// module's account (nonce 1, [`MODULE_ACCOUNT_CODE`]), the bank's total supply, and then
+    /// every module's own [`NativeModule::genesis`].
+    pub fn genesis(&self, alloc: &[(Address, U256)]) -> Result<StateChanges, GenesisError> {
         let mut changes = StateChanges::new();
         let code_hash = changes.insert_code(Bytes::from_static(&MODULE_ACCOUNT_CODE));
         for address in self.modules.keys() {
@@ -353,7 +391,49 @@ impl Executor {
             changes.set_account(*address, account);
         }
         changes.set_storage(BANK_ADDRESS, BANK_TOTAL_SUPPLY_SLOT, supply);
-        changes
+        let empty = crate::state::MemoryState::new();
+        for module in self.modules.values() {
+            let mut ctx = SystemContext {
+                reader: &empty,
+                changes: &mut changes,
+                address: module.address(),
+                name: module.name(),
+                number: 0,
+                timestamp: 0,
+            };
+            module.genesis(&mut ctx).map_err(|e| GenesisError {
+                module: module.name(),
+                reason: module_error_text(&e),
+            })?;
+        }
+        Ok(changes)
+    }
+
+    /// Runs every module's [`NativeModule::end_block`] on the block's writes so far.
+    #[allow(clippy::result_large_err)]
+    fn end_block<R: StateReader>(
+        &self,
+        reader: &R,
+        changes: &mut StateChanges,
+        env: &BlockEnv,
+    ) -> Result<(), ExecError> {
+        for module in self.modules.values() {
+            let mut ctx = SystemContext {
+                reader,
+                changes: &mut *changes,
+                address: module.address(),
+                name: module.name(),
+                number: env.number,
+                timestamp: env.timestamp_ms / 1000,
+            };
+            module
+                .end_block(&mut ctx)
+                .map_err(|e| ExecError::EndBlock {
+                    module: module.name(),
+                    reason: module_error_text(&e),
+                })?;
+        }
+        Ok(())
     }
 
     // The error is returned once per invalid block, so its size does not matter; keeping the
@@ -386,22 +466,27 @@ impl Executor {
                 Err(TxFailure::Fatal(e)) => return Err(e),
             }
         }
+        let mut changes = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
+        self.end_block(state, &mut changes, env)?;
         Ok(Executed {
             receipts,
             gas_used: cumulative,
-            changes: std::mem::take(&mut evm.ctx.journaled_state.database.changes),
+            changes,
         })
     }
 
     /// Builds a block from `candidates` in the given (mempool) order, skipping those that are
     /// invalid now or do not fit in the gas left, and stopping once no transaction can fit
     /// (less than 21,000 gas left): candidates after that are neither included nor rejected.
+    /// Fails only when the modules' end of block fails (the state could not be read, or a bug):
+    /// no block can be built on this parent then.
+    #[allow(clippy::result_large_err)]
     pub fn build(
         &self,
         state: &impl StateReader,
         env: &BlockEnv,
         candidates: impl IntoIterator<Item = RecoveredTx>,
-    ) -> BuiltBlock {
+    ) -> Result<BuiltBlock, ExecError> {
         let mut evm = self.evm(state, env);
         let mut included = Vec::new();
         let mut receipts = Vec::new();
@@ -422,15 +507,17 @@ impl Executor {
                 Err(TxFailure::Fatal(e)) => rejected.push((tx.hash(), e.to_string())),
             }
         }
-        BuiltBlock {
+        let mut changes = std::mem::take(&mut evm.ctx.journaled_state.database.changes);
+        self.end_block(state, &mut changes, env)?;
+        Ok(BuiltBlock {
             txs: included,
             executed: Executed {
                 receipts,
                 gas_used: cumulative,
-                changes: std::mem::take(&mut evm.ctx.journaled_state.database.changes),
+                changes,
             },
             rejected,
-        }
+        })
     }
 
     /// Runs a call against `state` without keeping its effects (`eth_call`).
@@ -564,7 +651,7 @@ impl Executor {
         cfg.chain_id = self.params.chain_id;
         let block = RevmBlockEnv {
             number: U256::from(env.number),
-            beneficiary: env.proposer,
+            beneficiary: self.fee_collector.unwrap_or(env.proposer),
             timestamp: U256::from(env.timestamp_ms / 1000),
             gas_limit: env.gas_limit,
             basefee: env.base_fee,
@@ -806,5 +893,156 @@ impl<R: StateReader> Database for BlockDb<'_, R> {
 
     fn block_hash(&mut self, number: u64) -> Result<B256, StoreError> {
         Ok(self.reader.block_hash(number)?.unwrap_or_default())
+    }
+}
+
+/// [`ModuleContext`] of a system call (genesis and the end of every block): reads the block's
+/// writes so far over the reader, writes straight into the change set, charges no gas, may mint
+/// and burn, and keeps the bank's supply counters exact. Logs are dropped (there is no receipt).
+struct SystemContext<'a, R> {
+    reader: &'a R,
+    changes: &'a mut StateChanges,
+    address: Address,
+    name: &'static str,
+    number: u64,
+    timestamp: u64,
+}
+
+impl<R: StateReader> SystemContext<'_, R> {
+    fn read_account(&self, address: &Address) -> Result<Option<Account>, ModuleError> {
+        match self.changes.account(address) {
+            Some(account) => Ok(account.cloned()),
+            None => self.reader.account(address).map_err(store_fatal),
+        }
+    }
+
+    fn read_storage(&self, address: &Address, slot: &U256) -> Result<U256, ModuleError> {
+        match self.changes.storage_slot(address, slot) {
+            Some(value) => Ok(value),
+            None => self.reader.storage(address, slot).map_err(store_fatal),
+        }
+    }
+
+    fn set_balance(&mut self, address: Address, balance: U256) -> Result<(), ModuleError> {
+        let mut account = self.read_account(&address)?.unwrap_or_default();
+        account.balance = balance;
+        self.changes.set_account(address, account);
+        Ok(())
+    }
+
+    /// Moves the bank's counters: `supply += minted - destroyed`, `burned += destroyed`.
+    fn adjust_supply(&mut self, minted: U256, destroyed: U256) -> Result<(), ModuleError> {
+        let supply = self.read_storage(&BANK_ADDRESS, &BANK_TOTAL_SUPPLY_SLOT)?;
+        let supply = supply
+            .checked_add(minted)
+            .and_then(|s| s.checked_sub(destroyed))
+            .ok_or_else(|| {
+                ModuleError::Fatal(format!("{}: total supply out of range", self.name))
+            })?;
+        self.changes
+            .set_storage(BANK_ADDRESS, BANK_TOTAL_SUPPLY_SLOT, supply);
+        if !destroyed.is_zero() {
+            let burned = self.read_storage(&BANK_ADDRESS, &BANK_BURNED_SLOT)?;
+            self.changes.set_storage(
+                BANK_ADDRESS,
+                BANK_BURNED_SLOT,
+                burned.saturating_add(destroyed),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn store_fatal(e: StoreError) -> ModuleError {
+    ModuleError::Fatal(e.to_string())
+}
+
+impl<R: StateReader> ModuleContext for SystemContext<'_, R> {
+    fn address(&self) -> Address {
+        self.address
+    }
+
+    fn gas_left(&self) -> u64 {
+        u64::MAX
+    }
+
+    fn block_timestamp(&self) -> u64 {
+        self.timestamp
+    }
+
+    fn block_number(&self) -> u64 {
+        self.number
+    }
+
+    fn is_system(&self) -> bool {
+        true
+    }
+
+    fn charge(&mut self, _gas: u64) -> Result<(), ModuleError> {
+        Ok(())
+    }
+
+    fn sload(&mut self, slot: U256) -> Result<U256, ModuleError> {
+        self.read_storage(&self.address, &slot)
+    }
+
+    fn sstore(&mut self, slot: U256, value: U256) -> Result<(), ModuleError> {
+        self.changes.set_storage(self.address, slot, value);
+        Ok(())
+    }
+
+    fn sload_at(&mut self, address: Address, slot: U256) -> Result<U256, ModuleError> {
+        self.read_storage(&address, &slot)
+    }
+
+    fn balance(&mut self, address: Address) -> Result<U256, ModuleError> {
+        Ok(self
+            .read_account(&address)?
+            .map(|a| a.balance)
+            .unwrap_or_default())
+    }
+
+    fn transfer(&mut self, to: Address, amount: U256) -> Result<(), ModuleError> {
+        if amount.is_zero() || to == self.address {
+            return Ok(());
+        }
+        let from = self.balance(self.address)?;
+        let left = from.checked_sub(amount).ok_or_else(|| {
+            ModuleError::reason(format!(
+                "{}: transfer of {amount} wei to {to} exceeds the module's {from} wei",
+                self.name
+            ))
+        })?;
+        let to_balance = self.balance(to)?;
+        self.set_balance(self.address, left)?;
+        self.set_balance(to, to_balance.saturating_add(amount))
+    }
+
+    fn emit(&mut self, _topics: Vec<B256>, _data: Bytes) -> Result<(), ModuleError> {
+        Ok(())
+    }
+
+    fn mint(&mut self, amount: U256) -> Result<(), ModuleError> {
+        if amount.is_zero() {
+            return Ok(());
+        }
+        let balance = self.balance(self.address)?;
+        self.set_balance(self.address, balance.saturating_add(amount))?;
+        self.adjust_supply(amount, U256::ZERO)
+    }
+
+    fn burn(&mut self, amount: U256) -> Result<(), ModuleError> {
+        if amount.is_zero() {
+            return Ok(());
+        }
+        let balance = self.balance(self.address)?;
+        let left = balance.checked_sub(amount).ok_or_else(|| {
+            ModuleError::reason(format!(
+                "{}: cannot burn {amount} wei of the module's {balance} wei",
+                self.name
+            ))
+        })?;
+        self.set_balance(self.address, left)?;
+        self.adjust_supply(U256::ZERO, amount)
     }
 }

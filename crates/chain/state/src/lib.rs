@@ -35,7 +35,7 @@
 //! let executor = Executor::new(ChainParams::default());
 //! let alice = address!("00000000000000000000000000000000000a11ce");
 //! let mut state = MemoryState::new();
-//! state.apply(&executor.genesis(&[(alice, U256::from(10u64).pow(U256::from(18)))]));
+//! state.apply(&executor.genesis(&[(alice, U256::from(10u64).pow(U256::from(18)))]).unwrap());
 //! assert_eq!(state.account(&alice).unwrap().unwrap().balance, U256::from(10u64).pow(U256::from(18)));
 //!
 //! // Ask the bank module for the total supply, as `cast call` would.
@@ -49,9 +49,13 @@
 
 mod channels;
 mod commitment;
+mod crypto;
 mod executor;
+mod governance;
+mod governed;
 mod modules;
 mod params;
+mod staking;
 mod state;
 
 #[cfg(test)]
@@ -69,9 +73,14 @@ pub use commitment::{
     storage_leaf_hash, storage_leaf_key, verify_proof, BucketProof, BucketTree, BUCKETS,
     TREE_DEPTH,
 };
+pub use crypto::{ConsensusCrypto, ConsensusKey, Offence};
 pub use executor::{
     check_admission, BlockEnv, BuiltBlock, CallError, CallOutcome, CallRequest, CheckError,
-    ExecError, Executed, Executor, TxInvalid, MODULE_ACCOUNT_CODE, SPEC,
+    ExecError, Executed, Executor, GenesisError, TxInvalid, MODULE_ACCOUNT_CODE, SPEC,
+};
+pub use governed::{
+    governance_address, param, param_slot, read_param, read_param_u64, staking_address,
+    GovernedParams, Param,
 };
 pub use modules::{
     abi, module_address, Bank, ModuleCall, ModuleContext, ModuleError, NativeModule, BANK_ADDRESS,

@@ -119,18 +119,33 @@ pub trait ModuleContext {
     fn gas_left(&self) -> u64;
     /// The block's time in whole seconds since the Unix epoch (what `TIMESTAMP` gives).
     fn block_timestamp(&self) -> u64;
+    /// The block's height (what `NUMBER` gives).
+    fn block_number(&self) -> u64;
+    /// Whether this is the chain's own call (genesis or the end of a block, see
+    /// [`NativeModule::end_block`]) rather than a transaction's. Only system calls may
+    /// [`mint`](Self::mint) or [`burn`](Self::burn).
+    fn is_system(&self) -> bool;
     /// Charges `gas`; fails with [`ModuleError::OutOfGas`] when not enough is left.
     fn charge(&mut self, gas: u64) -> Result<(), ModuleError>;
     /// Reads one of the module's storage slots.
     fn sload(&mut self, slot: U256) -> Result<U256, ModuleError>;
     /// Writes one of the module's storage slots (refused in a static call).
     fn sstore(&mut self, slot: U256, value: U256) -> Result<(), ModuleError>;
+    /// Reads a storage slot of another account (how one module reads another's state, e.g.
+    /// governance reading stake). Read-only; charged like [`sload`](Self::sload).
+    fn sload_at(&mut self, address: Address, slot: U256) -> Result<U256, ModuleError>;
     /// Any account's balance.
     fn balance(&mut self, address: Address) -> Result<U256, ModuleError>;
     /// Moves `amount` from the module's account to `to` (refused in a static call).
     fn transfer(&mut self, to: Address, amount: U256) -> Result<(), ModuleError>;
     /// Emits a log from the module's address (refused in a static call).
     fn emit(&mut self, topics: Vec<B256>, data: Bytes) -> Result<(), ModuleError>;
+    /// Creates `amount` wei in the module's account; the total supply grows by as much.
+    /// System calls only (emission).
+    fn mint(&mut self, amount: U256) -> Result<(), ModuleError>;
+    /// Destroys `amount` wei of the module's account; the total supply shrinks and the burned
+    /// counter grows by as much. System calls only (slashing).
+    fn burn(&mut self, amount: U256) -> Result<(), ModuleError>;
 }
 
 /// Chain logic at a reserved address.
@@ -145,6 +160,21 @@ pub trait NativeModule: Send + Sync + fmt::Debug {
         call: &ModuleCall<'_>,
         ctx: &mut dyn ModuleContext,
     ) -> Result<Bytes, ModuleError>;
+
+    /// Writes the module's initial state (a system call on the genesis state, after the
+    /// allocations). The default writes nothing.
+    fn genesis(&self, ctx: &mut dyn ModuleContext) -> Result<(), ModuleError> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Runs after the last transaction of every block, in module address order (a system call:
+    /// no gas limit, may mint and burn). Its writes are part of the block's state; an error
+    /// makes the block invalid. The default does nothing.
+    fn end_block(&self, ctx: &mut dyn ModuleContext) -> Result<(), ModuleError> {
+        let _ = ctx;
+        Ok(())
+    }
 }
 
 /// Bank storage slot holding the total supply.
@@ -367,6 +397,14 @@ impl<CTX: ContextTr> ModuleContext for JournalContext<'_, CTX> {
         self.ctx.block().timestamp().saturating_to()
     }
 
+    fn block_number(&self) -> u64 {
+        self.ctx.block().number().saturating_to()
+    }
+
+    fn is_system(&self) -> bool {
+        false
+    }
+
     fn charge(&mut self, gas: u64) -> Result<(), ModuleError> {
         if self.gas.record_regular_cost(gas) {
             Ok(())
@@ -389,6 +427,13 @@ impl<CTX: ContextTr> ModuleContext for JournalContext<'_, CTX> {
         journal.touch_account(self.address);
         journal.sstore(self.address, slot, value).map_err(fatal)?;
         Ok(())
+    }
+
+    fn sload_at(&mut self, address: Address, slot: U256) -> Result<U256, ModuleError> {
+        self.charge(MODULE_SLOAD_GAS)?;
+        let journal = self.ctx.journal_mut();
+        journal.load_account(address).map_err(fatal)?;
+        Ok(journal.sload(address, slot).map_err(fatal)?.data)
     }
 
     fn balance(&mut self, address: Address) -> Result<U256, ModuleError> {
@@ -435,5 +480,21 @@ impl<CTX: ContextTr> ModuleContext for JournalContext<'_, CTX> {
             data: LogData::new_unchecked(topics, data),
         });
         Ok(())
+    }
+
+    fn mint(&mut self, amount: U256) -> Result<(), ModuleError> {
+        let _ = amount;
+        Err(ModuleError::reason(format!(
+            "{}: minting is only possible at the end of a block",
+            self.name
+        )))
+    }
+
+    fn burn(&mut self, amount: U256) -> Result<(), ModuleError> {
+        let _ = amount;
+        Err(ModuleError::reason(format!(
+            "{}: burning is only possible at the end of a block",
+            self.name
+        )))
     }
 }

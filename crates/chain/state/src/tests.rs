@@ -89,7 +89,7 @@ fn transfer(from: u8, nonce: u64, to: Address, value: U256) -> RecoveredTx {
 fn genesis(executor: &Executor, n: u8) -> MemoryState {
     let alloc: Vec<_> = (1..=n).map(|i| (addr(i), btt(100))).collect();
     let mut state = MemoryState::new();
-    state.apply(&executor.genesis(&alloc));
+    state.apply(&executor.genesis(&alloc).unwrap());
     state
 }
 
@@ -441,7 +441,7 @@ fn block_gas_limit_and_build_skips() {
         transfer(2, 0, addr(3), U256::ONE),
         transfer(3, 0, addr(1), U256::ONE), // not tried: the block is full
     ];
-    let built = ex.build(&state, &block_env, txs.clone());
+    let built = ex.build(&state, &block_env, txs.clone()).unwrap();
     assert_eq!(
         built.txs.iter().map(|t| t.hash()).collect::<Vec<_>>(),
         vec![txs[0].hash(), txs[2].hash()]
@@ -463,11 +463,13 @@ fn block_gas_limit_and_build_skips() {
             vec![],
         ),
     );
-    let built = ex.build(
-        &state,
-        &block_env,
-        vec![txs[0].clone(), big.clone(), txs[2].clone()],
-    );
+    let built = ex
+        .build(
+            &state,
+            &block_env,
+            vec![txs[0].clone(), big.clone(), txs[2].clone()],
+        )
+        .unwrap();
     assert_eq!(built.txs.len(), 2);
     assert_eq!(built.rejected.len(), 1);
     assert_eq!(built.rejected[0].0, big.hash());
@@ -620,7 +622,7 @@ fn module_writes_are_journaled() {
     let mut alloc = vec![(addr(1), btt(10))];
     alloc.push((addr(2), btt(10)));
     let mut state = MemoryState::new();
-    state.apply(&ex.genesis(&alloc));
+    state.apply(&ex.genesis(&alloc).unwrap());
     let word = B256::with_last_byte(7);
     let ok = sign(
         key(1),
@@ -879,7 +881,9 @@ fn commitment_incremental_matches_scratch_and_proofs_verify() {
     let mut inc = IncrementalCommitment::default();
     assert_eq!(inc.tree.root(), B256::ZERO);
     assert_eq!(state.state_root(), B256::ZERO);
-    let g = ex.genesis(&(1..=5).map(|i| (addr(i), btt(100))).collect::<Vec<_>>());
+    let g = ex
+        .genesis(&(1..=5).map(|i| (addr(i), btt(100))).collect::<Vec<_>>())
+        .unwrap();
     state.apply(&g);
     inc.apply(&g);
     let mut roots = vec![state.state_root()];
@@ -1000,16 +1004,18 @@ fn commitment_format_by_hand() {
 #[test]
 fn commitment_fixture_root() {
     let ex = Executor::new(params());
-    let g = ex.genesis(&[
-        (
-            address!("1000000000000000000000000000000000000001"),
-            btt(1_000_000),
-        ),
-        (
-            address!("2000000000000000000000000000000000000002"),
-            U256::from(1),
-        ),
-    ]);
+    let g = ex
+        .genesis(&[
+            (
+                address!("1000000000000000000000000000000000000001"),
+                btt(1_000_000),
+            ),
+            (
+                address!("2000000000000000000000000000000000000002"),
+                U256::from(1),
+            ),
+        ])
+        .unwrap();
     let mut state = MemoryState::new();
     state.apply(&g);
     assert_eq!(
