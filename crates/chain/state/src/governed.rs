@@ -232,6 +232,16 @@ pub fn param(ctx: &mut dyn ModuleContext, param: Param) -> Result<U256, ModuleEr
     })
 }
 
+/// Bonded stake as governance weighs votes: implemented by the staking module over its storage
+/// (read with [`ModuleContext::sload_at`], so it works from any module's call).
+pub trait StakeView {
+    /// Every validator with bonded tokens: (validator address, bonded tokens), in address order.
+    fn validators(&mut self) -> Result<Vec<(Address, U256)>, ModuleError>;
+    /// `delegator`'s bonded delegations: (validator address, tokens), in validator order. A
+    /// validator operator's self-bond is its delegation to itself.
+    fn delegations(&mut self, delegator: Address) -> Result<Vec<(Address, U256)>, ModuleError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,7 +80,7 @@ pub use executor::{
 };
 pub use governed::{
     governance_address, param, param_slot, read_param, read_param_u64, staking_address,
-    GovernedParams, Param,
+    GovernedParams, Param, StakeView,
 };
 pub use modules::{
     abi, module_address, Bank, ModuleCall, ModuleContext, ModuleError, NativeModule, BANK_ADDRESS,
