@@ -72,6 +72,46 @@ pub trait Backend: Send + Sync + 'static {
 
     /// A summary for operators (`btt_status`, `btt_nodeInfo`, `net_peerCount`).
     fn status(&self) -> NodeStatus;
+
+    /// Chain-specific methods the node adds (staking and governance views): `None` when the
+    /// node has no method called `method` (answered "method not found"), else its result or a
+    /// JSON-RPC error. `params` is the request's parameter array. The default has none.
+    fn extension(
+        &self,
+        method: &str,
+        params: &[serde_json::Value],
+    ) -> Option<Result<serde_json::Value, ExtensionError>> {
+        let _ = (method, params);
+        None
+    }
+}
+
+/// Why an [`Backend::extension`] method failed: a JSON-RPC error code and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ExtensionError {
+    /// The JSON-RPC error code (-32602 for bad parameters, -32603 for the node's own failures).
+    pub code: i32,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl ExtensionError {
+    /// Bad parameters (-32602).
+    pub fn invalid_params(message: impl Into<String>) -> Self {
+        Self {
+            code: -32602,
+            message: message.into(),
+        }
+    }
+
+    /// The node could not answer (-32603).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            code: INTERNAL_ERROR,
+            message: message.into(),
+        }
+    }
 }
 
 /// A finalized block with what execution derived from it.

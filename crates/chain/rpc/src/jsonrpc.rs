@@ -100,6 +100,21 @@ impl<'a> Params<'a> {
             .map_err(|_| ErrorObject::invalid_params("non-array args: params must be a JSON array"))
     }
 
+    /// Every parameter as a JSON value.
+    pub(crate) fn values(&self) -> Result<Vec<serde_json::Value>, ErrorObject> {
+        self.items
+            .iter()
+            .map(|raw| {
+                serde_json::from_str(raw.get()).map_err(|e| {
+                    ErrorObject::invalid_params(format!(
+                        "invalid argument: {}",
+                        without_position(&e)
+                    ))
+                })
+            })
+            .collect()
+    }
+
     /// Refuses more than `max` parameters.
     pub(crate) fn at_most(&self, max: usize) -> Result<(), ErrorObject> {
         if self.items.len() > max {

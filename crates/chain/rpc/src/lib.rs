@@ -54,7 +54,8 @@ mod server;
 mod tests;
 
 pub use backend::{
-    AccountView, Backend, BackendError, BlockData, CallError, NodeStatus, SubmitError, SyncProgress,
+    AccountView, Backend, BackendError, BlockData, CallError, ExtensionError, NodeStatus,
+    SubmitError, SyncProgress,
 };
 pub use chain_types::CallRequest;
 pub use jsonrpc::{

@@ -244,10 +244,17 @@ impl Methods {
                 })?;
                 ok(self.logs(&filter, min_topics)?)
             }
-            _ => Err(ErrorObject::new(
-                METHOD_NOT_FOUND,
-                format!("the method {method} does not exist/is not available"),
-            )),
+            _ => {
+                let values = p.values()?;
+                match b.extension(method, &values) {
+                    Some(Ok(value)) => ok(value),
+                    Some(Err(e)) => Err(ErrorObject::new(e.code, e.message)),
+                    None => Err(ErrorObject::new(
+                        METHOD_NOT_FOUND,
+                        format!("the method {method} does not exist/is not available"),
+                    )),
+                }
+            }
         }
     }
 

@@ -295,6 +295,19 @@ impl Backend for Fake {
             syncing: false,
         }
     }
+    fn extension(
+        &self,
+        method: &str,
+        params: &[Value],
+    ) -> Option<Result<Value, chain_rpc::ExtensionError>> {
+        match method {
+            "btt_echo" => Some(Ok(json!({ "params": params }))),
+            "btt_refuse" => Some(Err(chain_rpc::ExtensionError::invalid_params(
+                "epoch must be a number",
+            ))),
+            _ => None,
+        }
+    }
 }
 
 /// `Fake`, but catching up.
@@ -799,6 +812,25 @@ async fn transactions_and_receipts() {
     let (code, _, _) = http.error("eth_sendRawTransaction", json!(["0x01"])).await;
     assert_eq!(code, -32000);
     server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn node_extension_methods() {
+    let (_server, http, _) = start(Config::default()).await;
+    assert_eq!(
+        http.result("btt_echo", json!([7, "0xab", null])).await,
+        json!({"params": [7, "0xab", null]})
+    );
+    assert_eq!(
+        http.error("btt_refuse", json!([])).await,
+        (-32602, "epoch must be a number".into(), Value::Null)
+    );
+    let (code, message, _) = http.error("btt_nothing", json!([])).await;
+    assert_eq!(code, -32601);
+    assert_eq!(
+        message,
+        "the method btt_nothing does not exist/is not available"
+    );
 }
 
 #[tokio::test]
