@@ -1,12 +1,14 @@
 //! The interface between consensus and the chain: [`ChainApp`], and what consensus tells the
 //! node about progress ([`Status`]).
 
+use crate::ValidatorInfo;
 use chain_types::{Block, B256};
 
 /// What consensus knows when it asks for a block to be built or verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProposalCtx {
-    /// Validator-set epoch of the round (always 0 until committee changes exist).
+    /// Validator-set epoch of the round: heights `[epoch * L, epoch * L + L - 1]` for the
+    /// epoch length `L` ([`crate::Config::epoch_length`]).
     pub epoch: u64,
     /// Consensus view (round number within the epoch); views without a block leave gaps.
     pub view: u64,
@@ -55,6 +57,27 @@ pub trait ChainApp: Send + 'static {
     /// must be harmless. On `Err` consensus logs the error and retries the same block after
     /// [`crate::FINALIZE_RETRY_MS`]; nothing after it is delivered until it succeeds.
     fn finalized(&mut self, block: &Block) -> Result<(), String>;
+
+    /// The committee of `epoch`, in any order: `Some` once the last block of `epoch - 1` is
+    /// finalized and applied (epoch 0: the genesis committee), `None` while it is not known
+    /// yet. Must be deterministic: every node answers the same for the same epoch.
+    ///
+    /// Consensus asks for `committee(e + 1)` right after [`ChainApp::finalized`] returns for
+    /// the last block of epoch `e` (height `e * L + L - 1`), and on a restart for the epoch of
+    /// `finalized_height() + 1`. Every entry's proof of possession is checked; a committee that
+    /// fails the check, or `None` when the answer is due, stalls this node at the boundary
+    /// (logged, asked again every [`crate::FINALIZE_RETRY_MS`]).
+    fn committee(&self, epoch: u64) -> Option<Vec<ValidatorInfo>>;
+
+    /// The height of the last block this application has applied (0 on a fresh start); on
+    /// restart consensus resumes in the epoch of `finalized_height() + 1`.
+    fn finalized_height(&self) -> u64;
+
+    /// Conflicting votes consensus has seen from one signer: the encoded evidence (see
+    /// `crate::evidence`). Anyone may submit it to the chain; the default ignores it.
+    fn equivocation(&mut self, evidence: Vec<u8>) {
+        let _ = evidence;
+    }
 }
 
 /// A block the application has applied.

@@ -23,8 +23,9 @@
 //!   front of an actor that owns the [`ChainApp`] (its own thread on tokio). A block from the
 //!   future ([`Verdict::RetryAt`]) waits on the runtime clock; a finalized block is acknowledged
 //!   to marshal only after [`ChainApp::finalized`] returns `Ok`.
-//! - `engine.rs`: the wiring of one validator (application actor, marshal with block relay,
-//!   backfill resolver and archives, the `Inline` wrapper, simplex), generic over runtime and
+//! - `engine.rs`: the wiring of one node (application actor, one marshal with block relay,
+//!   backfill resolver and archives for all epochs, and an epoch orchestrator that runs one
+//!   simplex engine per epoch behind its own `Inline` wrapper), generic over runtime and
 //!   network so the simulation runs the production code.
 //! - `node.rs`: [`start`] / [`Handle`]: the tokio runtime on its own OS thread, TCP p2p
 //!   (the committee as primary peers, full nodes as secondary ones), storage under
@@ -32,7 +33,19 @@
 //! - `sim` (feature `sim`, and this crate's tests): a deterministic multi-validator harness on
 //!   commonware's simulated runtime and network, with crashes, partitions and lossy links.
 //!
-//! One epoch, one fixed committee for now: committee changes will run one engine per epoch.
+//! # Epochs
+//! Epoch `e` covers heights `[e * L, e * L + L - 1]` ([`Config::epoch_length`] `= L`). Epoch 0's
+//! committee is [`Config::validators`]; once the last block of epoch `e` is applied, consensus
+//! asks [`ChainApp::committee`]`(e + 1)`, registers that committee's scheme with marshal (a
+//! signer if it lists this node, a verifier otherwise), makes it the primary p2p peer set of
+//! epoch `e + 1`, and starts a simplex engine for `e + 1` whose genesis is that last block, on
+//! its own sub-channel of the votes, certificates and resolver channels and its own journal.
+//! Within an epoch simplex re-proposes the boundary block instead of building past it, so no
+//! block of epoch `e + 1` is ever certified by epoch `e`'s committee. The old engine lingers a
+//! few leader timeouts for peers finishing it, then stops. A node that missed the boundary
+//! hears votes of the later epoch, asks their sender for the boundary block's finalization,
+//! and walks forward one epoch at a time. On restart it resumes in the epoch of
+//! [`ChainApp::finalized_height`]` + 1`.
 //!
 //! # Dependencies
 //! - commonware (`consensus`, `p2p`, `runtime`, `cryptography`, `storage`, `broadcast`, `codec`,
@@ -66,18 +79,12 @@ mod app;
 mod application;
 mod block;
 mod engine;
-mod equivocate;
-mod evidence;
 mod keys;
 mod node;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 
 pub use app::{ChainApp, Finality, ProposalCtx, Status, Verdict};
-pub use evidence::{
-    evidence_epoch, verify_evidence, verify_validator_keys, Equivocation, EquivocationKind,
-    EvidenceError,
-};
 pub use keys::{KeyError, NodeKey, ValidatorInfo, ValidatorKeys};
 pub use node::{start, Config, GossipHandler, Gossiper, Handle, Role};
 
@@ -119,8 +126,9 @@ pub enum Error {
     /// Two entries share an identity or a BLS key.
     #[error("the validator set lists an identity or BLS key twice: remove the duplicate")]
     DuplicateValidator,
-    /// This node's identity is not in the validator set.
-    #[error("this node's identity {0} is not in the validator set: check the key file and the genesis validators")]
+    /// This validator's identity is neither in the genesis validator set nor in the peer list
+    /// (the address book of validators that may join later).
+    #[error("this node's identity {0} is neither in the validator set nor in the peer list: check the key file, the genesis validators and the peers")]
     NotAValidator(String),
     /// A full node's identity (or a listed follower's) is also a validator identity.
     #[error(
@@ -140,9 +148,9 @@ pub enum Error {
         /// What is wrong.
         source: KeyError,
     },
-    /// A peer entry names an identity outside the validator set.
-    #[error("peer {0} is not in the validator set: remove it from the peer list")]
-    UnknownPeer(String),
+    /// The epoch length is below 2.
+    #[error("the epoch length is {0} blocks; it must be at least 2 (u64::MAX for one epoch)")]
+    EpochLength(u64),
     /// A validator has no address to dial.
     #[error("no address for validator {0}: add it to the peer list")]
     MissingPeerAddress(String),

@@ -60,19 +60,23 @@ impl Role {
 pub struct Config {
     /// Chain id; the signing namespace is [`namespace`]`(chain_id)`.
     pub chain_id: u64,
-    /// The committee, as the genesis file lists it.
+    /// The committee of epoch 0, as the genesis file lists it. Later committees come from
+    /// [`ChainApp::committee`].
     pub validators: Vec<ValidatorInfo>,
     /// This node's role and keys.
     pub me: Role,
     /// Address to accept connections on.
     pub listen: SocketAddr,
-    /// Where to dial each other validator: (identity as `0x` hex, address). Every validator
-    /// except this one needs an entry; an entry for this node itself is ignored.
+    /// The address book of every node that may ever be a validator: (identity as `0x` hex,
+    /// address). Every genesis validator except this one needs an entry, and so does a
+    /// validator of a later epoch (one without an entry cannot be dialed). In each epoch the
+    /// committee members are primary peers and the other entries secondary ones. An entry for
+    /// this node itself is ignored.
     pub peers: Vec<(String, SocketAddr)>,
     /// Full nodes allowed to connect: (identity as `0x` hex, address). They dial in (from the
     /// address's IP) and receive votes, certificates, blocks and gossip, and can fetch
-    /// finalized blocks; they are never dialed. Identities must not be validators'. A full node
-    /// needs no entries (it tracks itself).
+    /// finalized blocks; they are never dialed. Identities must not be genesis validators'. A
+    /// full node needs no entries (it tracks itself).
     pub followers: Vec<(String, SocketAddr)>,
     /// Directory for consensus storage (votes journal, finalized block and certificate
     /// archives), e.g. `<datadir>/consensus`; created if missing.
@@ -86,6 +90,15 @@ pub struct Config {
     /// Called (on the consensus runtime; it must return quickly) with every gossip message
     /// another node sent with [`Handle::gossip`]. `None` drops them.
     pub on_gossip: Option<GossipHandler>,
+    /// Blocks per epoch (at least 2; `u64::MAX` keeps one epoch forever). Epoch `e` covers
+    /// heights `[e * L, e * L + L - 1]`; the committee of epoch `e + 1` is
+    /// [`ChainApp::committee`]`(e + 1)`, asked once the last block of `e` is applied. Must be
+    /// the same on every node.
+    pub epoch_length: u64,
+    /// Test networks only: also send a conflicting notarize vote with each of ours, so the
+    /// other validators see (and report) equivocation. Never set this on a real validator:
+    /// equivocation is slashable.
+    pub equivocate: bool,
 }
 
 /// Receives the application's gossip (transactions, for instance) from other validators.
@@ -184,52 +197,54 @@ type Ready = Result<(), Error>;
 pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
     let namespace = namespace(cfg.chain_id);
     let committee = keys::committee(&cfg.validators, &namespace)?;
-    let (scheme, signer) = match &cfg.me {
-        Role::Validator(keys) => (
-            keys::signer(keys, committee.clone(), &namespace)?,
-            keys.identity().clone(),
-        ),
-        Role::Follower(key) => (
-            keys::verifier(key, committee.clone(), &namespace)?,
-            key.identity().clone(),
-        ),
+    if cfg.epoch_length < 2 {
+        return Err(Error::EpochLength(cfg.epoch_length));
+    }
+    let (signer, validator_keys) = match &cfg.me {
+        Role::Validator(keys) => (keys.identity().clone(), Some(keys.clone())),
+        Role::Follower(key) => (key.identity().clone(), None),
     };
     let me = signer.public_key();
-    let observer = matches!(cfg.me, Role::Follower(_));
 
-    // Dial addresses for the whole committee (ours, if we are in it, is the listen address).
-    let mut addresses: Vec<(Identity, SocketAddr)> = Vec::with_capacity(committee.len());
-    let mut listed: Vec<(Identity, SocketAddr)> = Vec::with_capacity(cfg.peers.len());
+    // The address book: any identity that may ever be a validator.
+    let mut book: Vec<(Identity, SocketAddr)> = Vec::with_capacity(cfg.peers.len());
     for (identity, addr) in &cfg.peers {
         let key = parse_identity(identity).map_err(|source| Error::Peer {
             identity: identity.clone(),
             source,
         })?;
-        if committee.get_value(&key).is_none() {
-            return Err(Error::UnknownPeer(identity.clone()));
+        if key != me && !book.iter().any(|(k, _)| *k == key) {
+            book.push((key, *addr));
         }
-        listed.push((key, *addr));
+    }
+    match &cfg.me {
+        Role::Validator(keys) => {
+            // A validator outside the genesis committee joins later, which needs the others to
+            // know its address; a key that is in neither list is a misconfiguration.
+            if committee.get_value(&me).is_some() {
+                keys::signer(keys, committee.clone(), &namespace)?;
+            } else if !cfg
+                .peers
+                .iter()
+                .any(|(id, _)| parse_identity(id).ok() == Some(me.clone()))
+            {
+                return Err(Error::NotAValidator(keys.identity_hex()));
+            }
+        }
+        Role::Follower(key) => {
+            keys::verifier(key, committee.clone(), &namespace)?;
+        }
     }
     for identity in committee.keys().iter() {
-        let addr = if *identity == me {
-            cfg.listen
-        } else {
-            listed
-                .iter()
-                .find(|(k, _)| k == identity)
-                .map(|(_, a)| *a)
-                .ok_or_else(|| {
-                    Error::MissingPeerAddress(keys::to_hex(&commonware_codec::Encode::encode(
-                        identity,
-                    )))
-                })?
-        };
-        addresses.push((identity.clone(), addr));
+        if *identity != me && !book.iter().any(|(k, _)| k == identity) {
+            return Err(Error::MissingPeerAddress(keys::to_hex(
+                &commonware_codec::Encode::encode(identity),
+            )));
+        }
     }
     // Followers are secondary peers: accepted when they dial in (from their address's IP) and
     // sent votes, certificates and blocks, but never dialed and never counted on for progress.
-    // A full node lists itself, so every node tracks the same kind of set.
-    let mut followers: Vec<(Identity, SocketAddr)> = Vec::with_capacity(cfg.followers.len() + 1);
+    let mut followers: Vec<(Identity, SocketAddr)> = Vec::with_capacity(cfg.followers.len());
     for (identity, addr) in &cfg.followers {
         let key = parse_identity(identity).map_err(|source| Error::Peer {
             identity: identity.clone(),
@@ -238,14 +253,14 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
         if committee.get_value(&key).is_some() {
             return Err(Error::FollowerIsValidator(identity.clone()));
         }
-        if key != me && !followers.iter().any(|(k, _)| *k == key) {
+        if key != me
+            && !followers.iter().any(|(k, _)| *k == key)
+            && !book.iter().any(|(k, _)| *k == key)
+        {
             followers.push((key, *addr));
         }
     }
-    if observer {
-        followers.push((me.clone(), cfg.listen));
-    }
-    let local = addresses
+    let local = book
         .iter()
         .chain(&followers)
         .all(|(_, a)| a.ip().is_loopback() || is_private(a));
@@ -266,18 +281,22 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
     std::fs::create_dir_all(&cfg.storage_dir)
         .map_err(|e| Error::Storage(format!("cannot create {}: {e}", cfg.storage_dir.display())))?;
 
-    let participants = committee.len();
+    // Messages are sized for the largest committee a later epoch may plausibly have.
+    let participants = committee.len().max(engine::MAX_PARTICIPANTS);
     let max_message_bytes = engine::max_message_bytes(participants, cfg.max_block_bytes);
     let engine_cfg = EngineConfig {
         me: me.clone(),
-        scheme,
-        observer,
+        keys: validator_keys,
+        namespace: namespace.clone(),
+        genesis_committee: cfg.validators.clone(),
+        epoch_length: cfg.epoch_length,
         genesis,
         partition: "consensus".to_string(),
         max_block_bytes: cfg.max_block_bytes,
         timeouts: Timeouts::from_leader_ms(cfg.leader_timeout_ms),
     };
-    let max_peers = participants + followers.len() + 1;
+    let max_peers = book.len() + followers.len() + 1;
+    let genesis_validators = committee.len();
     let listen = cfg.listen;
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -288,11 +307,12 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
         .with_worker_threads(2)
         .with_storage_directory(cfg.storage_dir.clone());
 
-    let thread = std::thread::Builder::new()
-        .name("consensus".into())
-        .spawn(move || {
-            let runner = cw_tokio::Runner::new(runtime_cfg);
-            runner.start(|context| async move {
+    let thread =
+        std::thread::Builder::new()
+            .name("consensus".into())
+            .spawn(move || {
+                let runner = cw_tokio::Runner::new(runtime_cfg);
+                runner.start(|context| async move {
                 let handshake = Cups::<_, ChaCha20Poly1305>::new(
                     Sake {
                         signer,
@@ -317,24 +337,46 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
                 } else {
                     lookup::Config::recommended(args.0, args.1, args.2, args.3, args.4, args.5)
                 };
-                let (mut network, mut oracle) = lookup::Network::new(context.child("p2p"), p2p_cfg);
-                let to_map =
-                    |peers: Vec<(Identity, SocketAddr)>| -> Option<Map<Identity, Address>> {
-                        peers
-                            .into_iter()
-                            .map(|(k, a)| (k, Address::from(a)))
-                            .collect::<Vec<_>>()
-                            .try_into()
-                            .ok()
+                let (mut network, oracle) = lookup::Network::new(context.child("p2p"), p2p_cfg);
+                // Each epoch's peer set: its committee as primary peers (dialed), everyone else
+                // in the address book and the followers as secondary ones.
+                let mut tracker = oracle.clone();
+                let track: engine::TrackPeers = Box::new(move |epoch, members| {
+                    let address = |key: &Identity| {
+                        if *key == me {
+                            Some(listen)
+                        } else {
+                            book.iter().find(|(k, _)| k == key).map(|(_, a)| *a)
+                        }
                     };
-                let (Some(primary), Some(secondary)) = (to_map(addresses), to_map(followers))
-                else {
-                    let _ = ready_tx.send(Err(Error::DuplicateValidator));
-                    return;
-                };
-                // Peer set 0 is the genesis committee (primary) and the full nodes that follow
-                // it (secondary).
-                let _ = oracle.track(0, AddressableTrackedPeers::new(primary, secondary));
+                    let mut primary = Vec::with_capacity(members.len());
+                    for key in members {
+                        match address(key) {
+                            Some(addr) => primary.push((key.clone(), Address::from(addr))),
+                            None => warn!(
+                                epoch,
+                                validator = %keys::to_hex(&commonware_codec::Encode::encode(key)),
+                                "no address for a committee member: add it to the peer list"
+                            ),
+                        }
+                    }
+                    let secondary: Vec<_> = book
+                        .iter()
+                        .chain(&followers)
+                        .cloned()
+                        .chain(std::iter::once((me.clone(), listen)))
+                        .filter(|(k, _)| !members.contains(k))
+                        .map(|(k, a)| (k, Address::from(a)))
+                        .collect();
+                    let (Ok(primary), Ok(secondary)) = (
+                        Map::<Identity, Address>::try_from(primary),
+                        Map::<Identity, Address>::try_from(secondary),
+                    ) else {
+                        warn!(epoch, "duplicate identities in the epoch's peer set; not tracked");
+                        return;
+                    };
+                    let _ = tracker.track(epoch, AddressableTrackedPeers::new(primary, secondary));
+                });
                 let quota = Quota::per_second(NZU32!(10_000));
                 let [votes, certificates, resolver, blocks, backfill] =
                     CHANNELS.map(|channel| network.register(channel, quota));
@@ -366,6 +408,8 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
                     status_tx,
                     oracle.clone(),
                     oracle,
+                    track,
+                    engine::fault_to_app(|_| None),
                     channels,
                 )
                 .await;
@@ -377,15 +421,15 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                info!(%listen, validators = participants, observer, "consensus started");
+                info!(%listen, genesis_validators, "consensus started");
                 futures::pin_mut!(engine);
                 futures::future::select(stop_rx, engine).await;
                 if context.stop(0, Some(STOP_TIMEOUT)).await.is_err() {
                     warn!("consensus tasks did not stop within {STOP_TIMEOUT:?}");
                 }
             });
-        })
-        .map_err(|e| Error::Thread(e.to_string()))?;
+            })
+            .map_err(|e| Error::Thread(e.to_string()))?;
 
     let mut handle = Handle {
         stop: Some(stop_tx),

@@ -13,15 +13,18 @@
 use crate::{
     block::ConsensusBlock,
     engine::{self, Channels, EngineConfig, Timeouts, CHANNELS},
-    keys, namespace, ChainApp, ProposalCtx, Status, ValidatorKeys, Verdict,
+    namespace, ChainApp, ProposalCtx, Status, ValidatorInfo, ValidatorKeys, Verdict,
 };
 use chain_types::{Address, Block, Header, B256};
 use commonware_cryptography::Signer as _;
-use commonware_p2p::simulated::{self, Link, Network, Oracle};
+use commonware_p2p::{
+    simulated::{self, Link, Network, Oracle},
+    Manager as _, TrackedPeers,
+};
 use commonware_runtime::{
     deterministic, Clock, Handle, Quota, Runner as _, Spawner as _, Supervisor as _,
 };
-use commonware_utils::{NZUsize, Probability, NZU32};
+use commonware_utils::{ordered::Set, NZUsize, Probability, NZU32};
 use std::{
     collections::BTreeMap,
     future::Future,
@@ -82,14 +85,51 @@ struct Record {
     violations: Vec<String>,
 }
 
+/// Which nodes form the committee of each epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Epochs {
+    /// Blocks per epoch (`u64::MAX`: one epoch).
+    pub length: u64,
+    /// Epoch -> member indices, from that epoch until the next entry. Must have an entry for
+    /// epoch 0 (the genesis committee).
+    pub schedule: BTreeMap<u64, Vec<usize>>,
+}
+
+impl Epochs {
+    /// One epoch forever, with nodes `0..n` as its committee.
+    pub fn single(n: usize) -> Self {
+        Self {
+            length: u64::MAX,
+            schedule: BTreeMap::from([(0, (0..n).collect())]),
+        }
+    }
+
+    /// The member indices of `epoch`.
+    pub fn members(&self, epoch: u64) -> Vec<usize> {
+        self.schedule
+            .range(..=epoch)
+            .next_back()
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// The epoch of `height`.
+    pub fn epoch_of(&self, height: u64) -> u64 {
+        height / self.length.max(2)
+    }
+}
+
 /// The test application: empty blocks, timestamps from the proposer's (optionally skewed)
-/// clock, the proposer's index in the proposer address.
+/// clock, the proposer's index in the proposer address, committees from a shared schedule.
 pub struct SimApp {
     index: usize,
     genesis: Block,
     record: Arc<Mutex<Record>>,
     /// Added to `ctx.now_ms` when building (a fast clock).
     clock_skew_ms: u64,
+    epochs: Arc<Epochs>,
+    /// Every node's public entry, by index.
+    infos: Arc<Vec<ValidatorInfo>>,
 }
 
 fn lock(record: &Mutex<Record>) -> std::sync::MutexGuard<'_, Record> {
@@ -167,6 +207,13 @@ impl ChainApp for SimApp {
         ))
         .unwrap_or(usize::MAX);
         record.proposers.entry(height).or_insert(by);
+        if header_epoch_wrong(&self.epochs, block) {
+            let message = format!(
+                "validator {} applied height {height} built for epoch {}",
+                self.index, block.header.epoch
+            );
+            record.violations.push(message);
+        }
         if first != hash {
             let message = format!(
                 "validator {} finalized {hash} at height {height}, another finalized {first}",
@@ -187,6 +234,37 @@ impl ChainApp for SimApp {
         }
         Ok(())
     }
+
+    fn committee(&self, epoch: u64) -> Option<Vec<ValidatorInfo>> {
+        // Known only once this node applied the previous epoch's last block, as on a real
+        // chain where the committee is state.
+        if let Some(previous_last) = epoch
+            .checked_mul(self.epochs.length)
+            .and_then(|h| h.checked_sub(1))
+        {
+            if !lock(&self.record).applied[self.index].contains_key(&previous_last) {
+                return None;
+            }
+        }
+        Some(
+            self.epochs
+                .members(epoch)
+                .into_iter()
+                .map(|i| self.infos[i].clone())
+                .collect(),
+        )
+    }
+
+    fn finalized_height(&self) -> u64 {
+        lock(&self.record).applied[self.index]
+            .last_key_value()
+            .map_or(0, |(h, _)| *h)
+    }
+}
+
+/// Whether `block` was built in another epoch than its height's (genesis is exempt).
+fn header_epoch_wrong(epochs: &Epochs, block: &Block) -> bool {
+    block.header.number != 0 && block.header.epoch != epochs.epoch_of(block.header.number)
 }
 
 /// A simulated validator set; see the module docs.
@@ -195,7 +273,8 @@ pub struct Cluster {
     oracle: Oracle<crate::Identity, deterministic::Context>,
     keys: Vec<ValidatorKeys>,
     identities: Vec<crate::Identity>,
-    committee: commonware_utils::ordered::BiMap<crate::Identity, keys::BlsPublic>,
+    infos: Arc<Vec<ValidatorInfo>>,
+    epochs: Arc<Epochs>,
     running: Vec<Option<Handle<()>>>,
     status: Vec<watch::Receiver<Status>>,
     record: Arc<Mutex<Record>>,
@@ -211,11 +290,27 @@ where
     F: FnOnce(Cluster) -> Fut,
     Fut: Future<Output = T>,
 {
+    run_with_epochs(seed, validators, Epochs::single(validators), link, scenario)
+}
+
+/// Like [`run`], with `nodes` nodes whose committees follow `epochs`: every node has validator
+/// keys, and votes in the epochs whose committee lists it (observing the others).
+pub fn run_with_epochs<F, Fut, T>(
+    seed: u64,
+    nodes: usize,
+    epochs: Epochs,
+    link: LinkSpec,
+    scenario: F,
+) -> (T, u64)
+where
+    F: FnOnce(Cluster) -> Fut,
+    Fut: Future<Output = T>,
+{
     let cfg = deterministic::Config::new()
         .with_seed(seed)
         .with_timeout(Some(Duration::from_secs(24 * 3600)));
     deterministic::Runner::new(cfg).start(|context| async move {
-        let cluster = Cluster::new(context, validators, link).await;
+        let cluster = Cluster::new(context, nodes, epochs, link).await;
         let clock = cluster.context.child("clock");
         let output = scenario(cluster).await;
         (output, crate::application::now_ms(&clock))
@@ -223,27 +318,36 @@ where
 }
 
 impl Cluster {
-    async fn new(context: deterministic::Context, n: usize, link: LinkSpec) -> Self {
+    async fn new(
+        context: deterministic::Context,
+        n: usize,
+        epochs: Epochs,
+        link: LinkSpec,
+    ) -> Self {
         let ns = namespace(SIM_CHAIN_ID);
         let keys: Vec<_> = (0..n)
             .map(|i| ValidatorKeys::generate([u8::try_from(i).unwrap_or(u8::MAX); 32]))
             .collect();
         let infos: Vec<_> = keys.iter().map(|k| k.public(&ns)).collect();
-        let committee = match keys::committee(&infos, &ns) {
-            Ok(c) => c,
-            Err(e) => panic!("simulated committee: {e}"),
-        };
         let identities: Vec<_> = keys.iter().map(|k| k.identity().public_key()).collect();
         let max_size = engine::max_message_bytes(n, MAX_BLOCK_BYTES);
-        let (network, oracle) = Network::new_with_peers(
+        // Peer set 0 is the genesis committee and everyone else as secondary peers; each node
+        // tracks the later epochs' sets itself (the simulated network keeps the first copy).
+        let genesis_members = epochs.members(0);
+        let (primary, secondary): (Vec<_>, Vec<_>) = identities
+            .iter()
+            .enumerate()
+            .partition(|(i, _)| genesis_members.contains(i));
+        let (network, oracle) = Network::new_with_split_peers(
             context.child("network"),
             simulated::Config {
                 max_size,
                 max_peers_per_set: NZUsize!(n.max(1)),
                 disconnect_on_block: true,
-                tracked_peer_sets: NZUsize!(1),
+                tracked_peer_sets: NZUsize!(3),
             },
-            identities.clone(),
+            primary.into_iter().map(|(_, k)| k.clone()),
+            secondary.into_iter().map(|(_, k)| k.clone()),
         )
         .await;
         network.start();
@@ -256,7 +360,8 @@ impl Cluster {
             oracle,
             keys,
             identities,
-            committee,
+            infos: Arc::new(infos),
+            epochs: Arc::new(epochs),
             running: (0..n).map(|_| None).collect(),
             status: Vec::new(),
             record: Arc::new(Mutex::new(record)),
@@ -294,11 +399,6 @@ impl Cluster {
             self.running[i].is_none(),
             "validator {i} is already running"
         );
-        let ns = namespace(SIM_CHAIN_ID);
-        let scheme = match keys::signer(&self.keys[i], self.committee.clone(), &ns) {
-            Ok(s) => s,
-            Err(e) => panic!("validator {i}: {e}"),
-        };
         let me = self.identities[i].clone();
         // Registering again replaces a crashed instance's channels.
         let control = self.oracle.control(me.clone());
@@ -324,11 +424,20 @@ impl Cluster {
             genesis: genesis(),
             record: self.record.clone(),
             clock_skew_ms: self.clock_skew_ms[i],
+            epochs: self.epochs.clone(),
+            infos: self.infos.clone(),
         };
         let cfg = EngineConfig {
             me,
-            scheme,
-            observer: false,
+            keys: Some(self.keys[i].clone()),
+            namespace: namespace(SIM_CHAIN_ID),
+            genesis_committee: self
+                .epochs
+                .members(0)
+                .into_iter()
+                .map(|m| self.infos[m].clone())
+                .collect(),
+            epoch_length: self.epochs.length,
             genesis: ConsensusBlock::new(genesis()),
             partition: format!("validator{i}"),
             max_block_bytes: MAX_BLOCK_BYTES,
@@ -337,13 +446,35 @@ impl Cluster {
         let (status_tx, status_rx) = watch::channel(Status::default());
         self.status[i] = status_rx;
         let peers = self.oracle.manager();
+        let mut manager = self.oracle.manager();
+        let everyone = self.identities.clone();
+        let track: engine::TrackPeers = Box::new(move |epoch, members| {
+            let secondary = everyone.iter().filter(|k| !members.contains(k)).cloned();
+            let peers = TrackedPeers::new(
+                Set::from_iter_dedup(members.iter().cloned()),
+                Set::from_iter_dedup(secondary),
+            );
+            let _ = manager.track(epoch, peers);
+        });
         // The validator's whole task tree hangs under this task: aborting it is a crash.
         let handle = self
             .context
             .child("validator")
             .with_attribute("index", i)
             .spawn(move |ctx| async move {
-                match engine::start(ctx, cfg, app, status_tx, peers, control, channels).await {
+                match Box::pin(engine::start(
+                    ctx,
+                    cfg,
+                    app,
+                    status_tx,
+                    peers,
+                    control,
+                    track,
+                    engine::fault_to_app(|_| None),
+                    channels,
+                ))
+                .await
+                {
                     Ok(engine) => {
                         let _ = engine.await;
                     }
@@ -429,6 +560,11 @@ impl Cluster {
     /// The finalized chain: height -> hash.
     pub fn chain(&self) -> BTreeMap<u64, B256> {
         lock(&self.record).canonical.clone()
+    }
+
+    /// The epoch of `height`.
+    pub fn epoch_of(&self, height: u64) -> u64 {
+        self.epochs.epoch_of(height)
     }
 
     /// Which validator proposed each finalized block, by height.

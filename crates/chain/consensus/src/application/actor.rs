@@ -2,7 +2,7 @@
 
 use super::{now_ms, Message};
 use crate::{
-    block::{hash_of, ConsensusBlock},
+    block::{hash_of, ConsensusBlock, Digest},
     ChainApp, Finality, Status, Verdict, FINALIZE_RETRY_MS,
 };
 use commonware_cryptography::Digestible;
@@ -21,6 +21,20 @@ pub(crate) struct Actor<A> {
     max_block_bytes: usize,
     /// Highest height applied in this run: redelivered heights at or below it are only acked.
     applied: Option<u64>,
+    /// Blocks per epoch.
+    epoch_length: u64,
+    /// Told about every epoch's last block once it is applied (and before marshal hears the
+    /// acknowledgement), so the next epoch's engine can start.
+    boundaries: mpsc::UnboundedSender<Boundary>,
+}
+
+/// The last block of `epoch` has been applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Boundary {
+    /// The epoch that ended.
+    pub(crate) epoch: u64,
+    /// Its last block: the genesis of the next epoch.
+    pub(crate) digest: Digest,
 }
 
 impl<A: ChainApp> Actor<A> {
@@ -29,6 +43,8 @@ impl<A: ChainApp> Actor<A> {
         mailbox: mpsc::UnboundedReceiver<Message>,
         status: watch::Sender<Status>,
         max_block_bytes: usize,
+        epoch_length: u64,
+        boundaries: mpsc::UnboundedSender<Boundary>,
     ) -> Self {
         Self {
             app,
@@ -36,6 +52,8 @@ impl<A: ChainApp> Actor<A> {
             status,
             max_block_bytes,
             applied: None,
+            epoch_length: epoch_length.max(2),
+            boundaries,
         }
     }
 
@@ -66,6 +84,13 @@ impl<A: ChainApp> Actor<A> {
                     self.finalized(&clock, &block).await;
                     ack.acknowledge();
                 }
+                Message::Committee { epoch, reply } => {
+                    let _ = reply.send(self.app.committee(epoch));
+                }
+                Message::FinalizedHeight { reply } => {
+                    let _ = reply.send(self.app.finalized_height());
+                }
+                Message::Equivocation { evidence } => self.app.equivocation(evidence),
                 Message::Tip { height } => {
                     self.status.send_modify(|s| {
                         s.finalized_tip = s.finalized_tip.max(height);
@@ -143,9 +168,17 @@ impl<A: ChainApp> Actor<A> {
             }
         }
         self.applied = Some(height);
+        let digest = wrapped.digest();
+        if height
+            .checked_add(1)
+            .is_some_and(|next| next % self.epoch_length == 0)
+        {
+            let epoch = height / self.epoch_length;
+            let _ = self.boundaries.unbounded_send(Boundary { epoch, digest });
+        }
         let finality = Finality {
             height,
-            hash: hash_of(&wrapped.digest()),
+            hash: hash_of(&digest),
             finalized_at_ms: now_ms(clock),
         };
         self.status.send_modify(|s| {
@@ -195,6 +228,12 @@ mod tests {
         fn verify(&mut self, _parent: &Block, _block: &Block, _ctx: &ProposalCtx) -> Verdict {
             Verdict::Valid
         }
+        fn committee(&self, _epoch: u64) -> Option<Vec<crate::ValidatorInfo>> {
+            None
+        }
+        fn finalized_height(&self) -> u64 {
+            0
+        }
         fn finalized(&mut self, block: &Block) -> Result<(), String> {
             self.finalize_calls
                 .lock()
@@ -228,7 +267,9 @@ mod tests {
             };
             let (tx, rx) = mpsc::unbounded();
             let (status_tx, status_rx) = watch::channel(Status::default());
-            let actor = Actor::new(app, rx, status_tx, 1 << 20);
+            let (boundary_tx, mut boundaries) = mpsc::unbounded();
+            // Epochs of two blocks: height 1 ends epoch 0.
+            let actor = Actor::new(app, rx, status_tx, 1 << 20, 2, boundary_tx);
             context.child("actor").spawn(|ctx| actor.run(ctx));
 
             let genesis = block(None);
@@ -248,6 +289,14 @@ mod tests {
             assert_eq!(status.applied.unwrap().height, 1);
             assert_eq!(status.applied.unwrap().hash, one.block().hash());
             assert_eq!(status.finalized_tip, 1);
+            // The last block of epoch 0 is announced once it is applied.
+            assert_eq!(
+                boundaries.try_recv().ok(),
+                Some(Boundary {
+                    epoch: 0,
+                    digest: one.digest()
+                })
+            );
 
             // A redelivered height is acknowledged without calling the application again.
             let (ack, waiter) = Exact::handle();
@@ -255,6 +304,7 @@ mod tests {
                 .unwrap();
             waiter.await.unwrap();
             assert_eq!(calls.lock().unwrap().len(), 3);
+            assert!(boundaries.try_recv().is_err(), "announced twice");
         });
     }
 
@@ -271,9 +321,9 @@ mod tests {
             };
             let (tx, rx) = mpsc::unbounded();
             let (status_tx, _status_rx) = watch::channel(Status::default());
-            context
-                .child("actor")
-                .spawn(|ctx| Actor::new(app, rx, status_tx, 1 << 20).run(ctx));
+            context.child("actor").spawn(|ctx| {
+                Actor::new(app, rx, status_tx, 1 << 20, u64::MAX, mpsc::unbounded().0).run(ctx)
+            });
 
             let parent = Arc::new(ConsensusBlock::new(genesis.clone()));
             let (reply, built) = oneshot::channel();

@@ -1,7 +1,9 @@
 //! Requests to the application actor and the [`Mailbox`] that sends them.
 
 use super::now_ms;
-use crate::{block::ConsensusBlock, keys::to_hex, Identity, ProposalCtx, Scheme, Verdict};
+use crate::{
+    block::ConsensusBlock, keys::to_hex, Identity, ProposalCtx, Scheme, ValidatorInfo, Verdict,
+};
 use commonware_actor::Feedback;
 use commonware_codec::Encode;
 use commonware_consensus::{
@@ -44,6 +46,15 @@ pub(crate) enum Message {
     },
     /// A finalization certificate exists up to `height` (not yet applied).
     Tip { height: u64 },
+    /// Ask [`crate::ChainApp::committee`].
+    Committee {
+        epoch: u64,
+        reply: oneshot::Sender<Option<Vec<ValidatorInfo>>>,
+    },
+    /// Ask [`crate::ChainApp::finalized_height`].
+    FinalizedHeight { reply: oneshot::Sender<u64> },
+    /// Hand evidence of conflicting votes to [`crate::ChainApp::equivocation`].
+    Equivocation { evidence: Vec<u8> },
 }
 
 /// The application as marshal sees it. Cheap to clone.
@@ -58,6 +69,32 @@ pub(crate) struct Mailbox {
 impl Mailbox {
     pub(crate) fn new(sender: mpsc::UnboundedSender<Message>, observer: bool) -> Self {
         Self { sender, observer }
+    }
+
+    /// The same actor, for an epoch in which this node does (`false`) or does not (`true`)
+    /// vote.
+    pub(crate) fn with_observer(&self, observer: bool) -> Self {
+        Self {
+            sender: self.sender.clone(),
+            observer,
+        }
+    }
+
+    /// [`crate::ChainApp::committee`]; the outer `None` if the actor has stopped.
+    pub(crate) async fn committee(&self, epoch: u64) -> Option<Option<Vec<ValidatorInfo>>> {
+        self.ask(|reply| Message::Committee { epoch, reply }).await
+    }
+
+    /// [`crate::ChainApp::finalized_height`]; `None` if the actor has stopped.
+    pub(crate) async fn finalized_height(&self) -> Option<u64> {
+        self.ask(|reply| Message::FinalizedHeight { reply }).await
+    }
+
+    /// Queues evidence for [`crate::ChainApp::equivocation`] (dropped if the actor stopped).
+    pub(crate) fn equivocation(&self, evidence: Vec<u8>) {
+        let _ = self
+            .sender
+            .unbounded_send(Message::Equivocation { evidence });
     }
 
     /// Sends a request and waits for its reply; `None` if the actor has stopped.

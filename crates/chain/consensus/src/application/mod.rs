@@ -9,7 +9,7 @@
 mod actor;
 mod ingress;
 
-pub(crate) use actor::Actor;
+pub(crate) use actor::{Actor, Boundary};
 pub(crate) use ingress::{Mailbox, Message};
 
 /// Milliseconds since the Unix epoch on a runtime's clock.

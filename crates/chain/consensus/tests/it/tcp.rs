@@ -1,8 +1,8 @@
 //! Four validators and a full node on 127.0.0.1 through the production entry point.
 
 use chain_consensus::{
-    namespace, start, ChainApp, Config, GossipHandler, NodeKey, ProposalCtx, Role, ValidatorKeys,
-    Verdict,
+    namespace, start, ChainApp, Config, GossipHandler, NodeKey, ProposalCtx, Role, ValidatorInfo,
+    ValidatorKeys, Verdict,
 };
 use chain_types::{Block, Header, B256};
 use std::{
@@ -54,6 +54,20 @@ impl ChainApp for App {
         } else {
             Verdict::Invalid("timestamp".into())
         }
+    }
+
+    fn committee(&self, epoch: u64) -> Option<Vec<ValidatorInfo>> {
+        // One epoch in these tests: only the genesis committee is ever asked for.
+        assert_eq!(epoch, 0, "asked for a later committee");
+        None
+    }
+
+    fn finalized_height(&self) -> u64 {
+        self.applied
+            .lock()
+            .unwrap()
+            .last_key_value()
+            .map_or(0, |(h, _)| *h)
     }
 
     fn finalized(&mut self, block: &Block) -> Result<(), String> {
@@ -202,6 +216,8 @@ async fn four_validators_and_a_full_node_over_tcp() {
         storage_dir: dir.join(format!("n{i}")),
         leader_timeout_ms: 1_000,
         max_block_bytes: 1 << 20,
+        epoch_length: u64::MAX,
+        equivocate: false,
         on_gossip: Some({
             let tx = gossip_txs[i].clone();
             GossipHandler(Arc::new(move |m| {
@@ -327,6 +343,8 @@ fn start_refuses_bad_configuration() {
         leader_timeout_ms: 1_000,
         max_block_bytes: 1 << 20,
         on_gossip: None,
+        epoch_length: u64::MAX,
+        equivocate: false,
     };
 
     // A proof of possession made for another chain.
