@@ -61,6 +61,8 @@ mod state;
 #[cfg(test)]
 mod channels_tests;
 #[cfg(test)]
+mod governance_tests;
+#[cfg(test)]
 mod tests;
 
 pub use channels::{
@@ -77,6 +79,10 @@ pub use crypto::{ConsensusCrypto, ConsensusKey, Offence};
 pub use executor::{
     check_admission, BlockEnv, BuiltBlock, CallError, CallOutcome, CallRequest, CheckError,
     ExecError, Executed, Executor, GenesisError, TxInvalid, MODULE_ACCOUNT_CODE, SPEC,
+};
+pub use governance::{
+    abi::IGovernance, Governance, GovernanceError, ProposalKind, ProposalStatus, StakeSource,
+    VoteOption, MAX_DESCRIPTION_BYTES, MAX_PROPOSALS_PER_HEIGHT, MAX_VOTERS_PER_PROPOSAL,
 };
 pub use governed::{
     governance_address, param, param_slot, read_param, read_param_u64, staking_address,
