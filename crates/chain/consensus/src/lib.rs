@@ -79,12 +79,18 @@ mod app;
 mod application;
 mod block;
 mod engine;
+mod equivocate;
+mod evidence;
 mod keys;
 mod node;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 
 pub use app::{ChainApp, Finality, ProposalCtx, Status, Verdict};
+pub use evidence::{
+    evidence_epoch, verify_evidence, verify_validator_keys, Equivocation, EquivocationKind,
+    EvidenceError,
+};
 pub use keys::{KeyError, NodeKey, ValidatorInfo, ValidatorKeys};
 pub use node::{start, Config, GossipHandler, Gossiper, Handle, Role};
 
