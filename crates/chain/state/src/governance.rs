@@ -366,7 +366,7 @@ impl From<GovernanceError> for ModuleError {
 }
 
 /// Opens a [`StakeView`] inside a module call: how governance weighs votes. Production uses the
-/// staking module's view ([`Governance::with_staking`]); tests inject their own.
+/// staking module's view; tests inject their own.
 #[derive(Clone)]
 pub struct StakeSource(Arc<StakeFn>);
 

@@ -625,6 +625,50 @@ fn below_quorum_burns_the_deposit_and_changes_nothing() {
 }
 
 #[test]
+fn a_param_change_below_quorum_burns_and_never_takes_effect() {
+    let mut chain = staked();
+    let effective = 1 + PERIOD + 1;
+    let sent = chain.send(
+        PROPOSER,
+        btt(10),
+        submit(
+            ProposalKind::ParamChange,
+            param_change(Param::GasLimit, U256::from(40_000_000u64), effective),
+            "raise the gas limit",
+        ),
+    );
+    assert!(sent.success);
+    // E alone: 100 of 1,000.
+    assert!(
+        chain
+            .send(DEL_E, U256::ZERO, vote(1, VoteOption::Yes))
+            .success
+    );
+    chain.advance_to(1 + PERIOD);
+    let burned = chain.bank(BANK_BURNED_SLOT);
+    let supply = chain.bank(BANK_TOTAL_SUPPLY_SLOT);
+    let params_before = chain.view(IGovernance::paramsCall {});
+    // The tally block, which is also the block before the effective height.
+    chain.block(Vec::new());
+    assert_eq!(chain.number, effective);
+    let p = chain.proposal(1);
+    assert_eq!(p.status, ProposalStatus::RejectedNoQuorum.code());
+    assert_eq!((p.yes, p.no), (btt(100), U256::ZERO));
+    assert_eq!(chain.bank(BANK_BURNED_SLOT), burned + btt(10));
+    assert_eq!(chain.bank(BANK_TOTAL_SUPPLY_SLOT), supply - btt(10));
+    chain.advance_to(effective + 2);
+    assert_eq!(chain.view(IGovernance::paramsCall {}), params_before);
+    assert_eq!(
+        read_param(&chain.state, Param::GasLimit).unwrap(),
+        U256::from(30_000_000u64)
+    );
+    assert_eq!(
+        chain.proposal(1).status,
+        ProposalStatus::RejectedNoQuorum.code()
+    );
+}
+
+#[test]
 fn veto_burns_the_deposit() {
     let mut chain = staked();
     // Yes 600, NoWithVeto 400: 40 % veto of the votes ≥ 33.4 %.
