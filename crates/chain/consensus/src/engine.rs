@@ -6,7 +6,7 @@
 use crate::{
     application::{Actor, Boundary, Mailbox},
     block::{ConsensusBlock, Digest, MaxBlockBytes},
-    keys, ChainApp, Error, Identity, Scheme, Status, ValidatorInfo, ValidatorKeys,
+    equivocate, keys, ChainApp, Error, Identity, Scheme, Status, ValidatorInfo, ValidatorKeys,
 };
 use commonware_actor::Feedback;
 use commonware_broadcast::buffered;
@@ -133,6 +133,9 @@ pub(crate) struct EngineConfig {
     pub(crate) max_block_bytes: usize,
     /// Consensus timeouts.
     pub(crate) timeouts: Timeouts,
+    /// Test networks only: twin every notarize this node sends with a conflicting one
+    /// ([`crate::equivocate`]).
+    pub(crate) equivocate: bool,
 }
 
 /// Tells the p2p layer who takes part in an epoch: called with the epoch and its committee
@@ -598,6 +601,7 @@ where
             on_fault: self.on_fault.clone(),
         };
         let timeouts = self.cfg.timeouts;
+        let twin = (self.cfg.equivocate && signer).then(|| scheme.clone());
         let engine = simplex::Engine::new(
             context.child("simplex").with_attribute("epoch", epoch),
             simplex::config::Config {
@@ -629,7 +633,18 @@ where
                 track_historical_votes: false,
             },
         );
-        let handle = engine.start(votes, certificates, resolver);
+        let handle = match twin {
+            Some(scheme) => {
+                warn!(%epoch, "equivocating: every notarize vote is sent with a conflicting twin");
+                let (sender, receiver) = votes;
+                engine.start(
+                    (equivocate::wrap(sender, scheme), receiver),
+                    certificates,
+                    resolver,
+                )
+            }
+            None => engine.start(votes, certificates, resolver),
+        };
         self.engines.insert(epoch, handle);
         self.current = self.current.max(epoch);
         // Engines more than one epoch old are of no use to anyone.

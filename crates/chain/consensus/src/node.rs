@@ -294,6 +294,7 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
         partition: "consensus".to_string(),
         max_block_bytes: cfg.max_block_bytes,
         timeouts: Timeouts::from_leader_ms(cfg.leader_timeout_ms),
+        equivocate: cfg.equivocate,
     };
     let max_peers = book.len() + followers.len() + 1;
     let genesis_validators = committee.len();
@@ -409,7 +410,7 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
                     oracle.clone(),
                     oracle,
                     track,
-                    engine::fault_to_app(|_| None),
+                    engine::fault_to_app(crate::evidence::encode_activity),
                     channels,
                 )
                 .await;

@@ -83,6 +83,8 @@ struct Record {
     proposers: BTreeMap<u64, usize>,
     /// Safety violations seen, as messages.
     violations: Vec<String>,
+    /// Evidence handed to each node's [`ChainApp::equivocation`]: (node, bytes).
+    evidence: Vec<(usize, Vec<u8>)>,
 }
 
 /// Which nodes form the committee of each epoch.
@@ -255,6 +257,10 @@ impl ChainApp for SimApp {
         )
     }
 
+    fn equivocation(&mut self, evidence: Vec<u8>) {
+        lock(&self.record).evidence.push((self.index, evidence));
+    }
+
     fn finalized_height(&self) -> u64 {
         lock(&self.record).applied[self.index]
             .last_key_value()
@@ -280,6 +286,7 @@ pub struct Cluster {
     record: Arc<Mutex<Record>>,
     link: LinkSpec,
     clock_skew_ms: Vec<u64>,
+    equivocate: Vec<bool>,
 }
 
 /// Runs `scenario` on a fresh cluster of `validators` (all started, all links `link`) in a
@@ -367,6 +374,7 @@ impl Cluster {
             record: Arc::new(Mutex::new(record)),
             link,
             clock_skew_ms: vec![0; n],
+            equivocate: vec![false; n],
         };
         cluster.heal().await;
         for i in 0..n {
@@ -391,6 +399,32 @@ impl Cluster {
     /// start).
     pub fn set_clock_skew(&mut self, i: usize, skew_ms: u64) {
         self.clock_skew_ms[i] = skew_ms;
+    }
+
+    /// Makes validator `i` equivocate (twin each notarize with a conflicting one) from its next
+    /// start.
+    pub fn set_equivocate(&mut self, i: usize, on: bool) {
+        self.equivocate[i] = on;
+    }
+
+    /// Evidence of conflicting votes the nodes handed to [`ChainApp::equivocation`]:
+    /// (receiving node, evidence bytes).
+    pub fn evidence(&self) -> Vec<(usize, Vec<u8>)> {
+        lock(&self.record).evidence.clone()
+    }
+
+    /// The public entries of the committee of `epoch`.
+    pub fn committee(&self, epoch: u64) -> Vec<ValidatorInfo> {
+        self.epochs
+            .members(epoch)
+            .into_iter()
+            .map(|i| self.infos[i].clone())
+            .collect()
+    }
+
+    /// Validator `i`'s identity key, `0x` hex.
+    pub fn identity_hex(&self, i: usize) -> String {
+        self.keys[i].identity_hex()
     }
 
     /// Starts (or restarts, from its own storage) validator `i`.
@@ -442,6 +476,7 @@ impl Cluster {
             partition: format!("validator{i}"),
             max_block_bytes: MAX_BLOCK_BYTES,
             timeouts: Timeouts::from_leader_ms(LEADER_TIMEOUT_MS),
+            equivocate: self.equivocate[i],
         };
         let (status_tx, status_rx) = watch::channel(Status::default());
         self.status[i] = status_rx;
@@ -470,7 +505,7 @@ impl Cluster {
                     peers,
                     control,
                     track,
-                    engine::fault_to_app(|_| None),
+                    engine::fault_to_app(crate::evidence::encode_activity),
                     channels,
                 ))
                 .await

@@ -256,3 +256,29 @@ fn a_validator_removed_at_an_epoch_boundary_is_not_needed() {
     });
     result.unwrap();
 }
+
+#[test]
+fn an_equivocating_validator_is_reported_with_verifiable_evidence() {
+    let schedule = epochs(&[(0, &ALL)]);
+    let (result, _) = sim::run_with_epochs(14, 4, schedule, LinkSpec::GOOD, |mut c| async move {
+        c.crash(0);
+        c.set_equivocate(0, true);
+        c.start(0).await;
+        // The others block the equivocator once they see the conflict (so it falls behind),
+        // and carry on across epoch boundaries as three of four.
+        c.wait_for(&[1, 2, 3], 2 * EPOCH + 5, 120_000).await?;
+        assert_contiguous(&c);
+        let evidence = c.evidence();
+        assert!(!evidence.is_empty(), "no node reported the equivocation");
+        assert!(evidence.iter().all(|(by, _)| *by != 0), "0 reported itself");
+        for (by, bytes) in &evidence {
+            let epoch = chain_consensus::evidence_epoch(bytes).map_err(|e| e.to_string())?;
+            let proof =
+                chain_consensus::verify_evidence(sim::SIM_CHAIN_ID, &c.committee(epoch), bytes)
+                    .map_err(|e| format!("evidence from node {by} does not verify: {e}"))?;
+            assert_eq!(proof.offender, c.identity_hex(0));
+        }
+        Ok::<_, String>(())
+    });
+    result.unwrap();
+}
