@@ -6,6 +6,7 @@
 //!   line per interval otherwise; `--budget` (buy) and `--reserve` (sell) turn the Speed market
 //!   on (`market_cmd`), which is off otherwise.
 //! - `market`: the market's books (channels, earnings) and claims.
+//! - `stake`, `gov`: proof of stake and governance on the BTT chain (`stake_cmd`, `gov_cmd`).
 //!
 //! Every flag has an environment-variable twin (`--listen-port` ⇔ `BTT_LISTEN_PORT`).
 
@@ -22,9 +23,11 @@ use metainfo::Torrent;
 
 mod chain_cmd;
 mod demo;
+mod gov_cmd;
 mod market_cmd;
 mod node_cmd;
 mod progress;
+mod stake_cmd;
 mod torrent_cmd;
 mod wallet_cmd;
 
@@ -57,6 +60,10 @@ enum Command {
     Torrent(torrent_cmd::TorrentArgs),
     /// The Speed market's books: channels, earnings, and claiming vouchers on chain.
     Market(market_cmd::MarketCmdArgs),
+    /// Proof of stake: validators, delegations, rewards, double-signing evidence.
+    Stake(stake_cmd::StakeArgs),
+    /// On-chain governance: proposals (parameter change, text, treasury spend) and votes.
+    Gov(gov_cmd::GovArgs),
 }
 
 #[derive(Args)]
@@ -241,6 +248,8 @@ fn main() -> ExitCode {
             let dir = data_dir(&a.data_dir);
             market_cmd::run(a, dir)
         }
+        Command::Stake(a) => stake_cmd::run(a),
+        Command::Gov(a) => gov_cmd::run(a),
         Command::Demo(a) => {
             runtime().and_then(|rt| rt.block_on(demo::run(a.size_mb, a.piece_size, a.keep)))
         }
