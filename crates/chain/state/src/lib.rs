@@ -63,6 +63,8 @@ mod channels_tests;
 #[cfg(test)]
 mod governance_tests;
 #[cfg(test)]
+mod staking_tests;
+#[cfg(test)]
 mod tests;
 
 pub use channels::{
@@ -94,6 +96,12 @@ pub use modules::{
     MODULE_SLOAD_GAS, MODULE_SSTORE_GAS, MODULE_TRANSFER_GAS,
 };
 pub use params::{next_base_fee, ChainParams, FeeMode, DEVNET_CHAIN_ID, GWEI};
+pub use staking::{
+    abi::IStaking, committee_of, delegations_of, stake_view, staking_totals, unbondings_of,
+    validator_info, validators, DelegationRecord, GenesisStake, Staking, StakingError,
+    StakingTotals, UnbondingRecord, ValidatorRecord, ValidatorStatus, BLS_KEY_LEN,
+    EVIDENCE_CHECK_GAS, KEY_CHECK_GAS, MAX_COMMISSION_BPS, POP_LEN, REWARD_SCALE,
+};
 pub use state::{
     Account, MemoryState, Overlay, StateChanges, StateReader, StoreError, KECCAK_EMPTY,
 };
