@@ -366,7 +366,7 @@ impl From<GovernanceError> for ModuleError {
 }
 
 /// Opens a [`StakeView`] inside a module call: how governance weighs votes. Production uses the
-/// staking module's view; tests inject their own.
+/// staking module's view ([`Governance::with_staking`]); tests inject their own.
 #[derive(Clone)]
 pub struct StakeSource(Arc<StakeFn>);
 
@@ -622,6 +622,15 @@ impl Governance {
     /// The module writing `genesis` at genesis and weighing votes with views from `stake`.
     pub fn new(genesis: GovernedParams, stake: StakeSource) -> Self {
         Self { genesis, stake }
+    }
+
+    /// The module as the chain runs it: votes are weighed with the staking module's
+    /// [`stake_view`](crate::staking::stake_view).
+    pub fn with_staking(genesis: GovernedParams) -> Self {
+        Self::new(
+            genesis,
+            StakeSource::new(|ctx| Ok(Box::new(crate::staking::stake_view(ctx)))),
+        )
     }
 
     fn emit<E: SolEvent>(ctx: &mut dyn ModuleContext, event: &E) -> Result<(), ModuleError> {

@@ -169,7 +169,11 @@ impl Chain {
     fn new(n: u8) -> Self {
         let ex = Executor::new(ChainParams::default())
             .with_module(Arc::new(Governance::new(test_params(), table_source())));
-        let alloc: Vec<_> = (1..=n).map(|i| (address_of(i), btt(1_000))).collect();
+        Self::with_executor(ex, n, btt(1_000))
+    }
+
+    fn with_executor(ex: Executor, n: u8, funds: U256) -> Self {
+        let alloc: Vec<_> = (1..=n).map(|i| (address_of(i), funds)).collect();
         let mut state = MemoryState::new();
         state.apply(&ex.genesis(&alloc).unwrap());
         Self {
@@ -195,6 +199,10 @@ impl Chain {
     }
 
     fn tx(&mut self, from: u8, value: U256, input: Vec<u8>) -> RecoveredTx {
+        self.tx_to(from, governance_address(), value, input)
+    }
+
+    fn tx_to(&mut self, from: u8, to: Address, value: U256, input: Vec<u8>) -> RecoveredTx {
         let nonce = &mut self.nonces[usize::from(from)];
         let tx = TxEip1559 {
             chain_id: DEVNET_CHAIN_ID,
@@ -202,7 +210,7 @@ impl Chain {
             gas_limit: GAS,
             max_fee_per_gas: u128::from(GWEI),
             max_priority_fee_per_gas: 0,
-            to: TxKind::Call(governance_address()),
+            to: TxKind::Call(to),
             value,
             access_list: Default::default(),
             input: input.into(),
@@ -1144,4 +1152,82 @@ fn voting_is_open_through_the_voting_end_block() {
     // The queue entry was cleared: no tally slot is left behind.
     let count = chain.view(IGovernance::proposalCountCall {});
     assert_eq!(count, 1);
+}
+
+// --- With the staking module -----------------------------------------------------------------
+
+/// Consensus cryptography that accepts every key (the staking module's own tests check keys).
+#[derive(Debug)]
+struct AnyKeys;
+
+impl ConsensusCrypto for AnyKeys {
+    fn check_keys(&self, _key: &ConsensusKey) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn evidence_epoch(&self, _evidence: &[u8]) -> Result<u64, String> {
+        Err("no evidence in these tests".into())
+    }
+
+    fn check_evidence(
+        &self,
+        _committee: &[ConsensusKey],
+        _evidence: &[u8],
+    ) -> Result<Offence, String> {
+        Err("no evidence in these tests".into())
+    }
+}
+
+#[test]
+fn with_staking_weighs_votes_with_the_staking_module() {
+    let genesis = |n: u8, bond: U256| GenesisStake {
+        operator: address_of(n),
+        key: ConsensusKey {
+            identity: [n; 32],
+            bls: vec![n; BLS_KEY_LEN],
+            pop: vec![n; POP_LEN],
+        },
+        self_bond: bond,
+        commission_bps: 0,
+    };
+    let staking = Staking::new(
+        1_000,
+        vec![genesis(VAL_A, btt(6_000)), genesis(VAL_B, btt(4_000))],
+        Arc::new(AnyKeys),
+    );
+    let ex = Executor::new(ChainParams::default())
+        .with_module(Arc::new(staking))
+        .with_module(Arc::new(Governance::with_staking(test_params())));
+    let mut chain = Chain::with_executor(ex, 7, btt(10_000));
+    // D delegates 3,000 to A: A is bonded with 9,000, B with 4,000.
+    let delegate = IStaking::delegateCall {
+        validator: address_of(VAL_A),
+    }
+    .abi_encode();
+    let tx = chain.tx_to(DEL_D, staking_address(), btt(3_000), delegate);
+    assert!(chain.block(vec![tx]).iter().all(|s| s.success));
+    let text = submit(ProposalKind::Text, Vec::new(), "t").abi_encode();
+    let txs = vec![
+        chain.tx(PROPOSER, btt(10), text.clone()),
+        chain.tx(PROPOSER, btt(10), text),
+    ];
+    assert!(chain.block(txs).iter().all(|s| s.success));
+    let txs = vec![
+        chain.tx(VAL_A, U256::ZERO, vote(1, VoteOption::Yes).abi_encode()),
+        chain.tx(VAL_B, U256::ZERO, vote(1, VoteOption::No).abi_encode()),
+        chain.tx(VAL_A, U256::ZERO, vote(2, VoteOption::Yes).abi_encode()),
+        chain.tx(VAL_B, U256::ZERO, vote(2, VoteOption::No).abi_encode()),
+        chain.tx(DEL_D, U256::ZERO, vote(2, VoteOption::No).abi_encode()),
+    ];
+    assert!(chain.block(txs).iter().all(|s| s.success));
+    assert_eq!(
+        chain.dry_run(NOBODY, U256::ZERO, &vote(1, VoteOption::Yes)),
+        reason(GovernanceError::NoStake(address_of(NOBODY)))
+    );
+    chain.advance_to(chain.proposal(2).votingEnd + 1);
+    let (p1, p2) = (chain.proposal(1), chain.proposal(2));
+    assert_eq!((p1.yes, p1.no), (btt(9_000), btt(4_000)));
+    assert_eq!(p1.status, ProposalStatus::Passed.code());
+    assert_eq!((p2.yes, p2.no), (btt(6_000), btt(7_000)));
+    assert_eq!(p2.status, ProposalStatus::Rejected.code());
 }
