@@ -150,17 +150,15 @@ impl ProposeArgs {
             let (Some(value), Some(effective_height)) = (&self.value, self.effective_height) else {
                 bail!("--param needs --value N and --effective-height H");
             };
-            let value = U256::from_str_radix(value.trim(), 10)
-                .ok()
-                .filter(|_| {
-                    !value.trim().is_empty() && value.trim().bytes().all(|b| b.is_ascii_digit())
-                })
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "--value {value:?}: not a whole number; give the value in the \
-                         parameter's own unit (wei for amounts)"
-                    )
-                })?;
+            let digits = value.trim();
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                bail!(
+                    "--value {value:?}: not a whole number; give the value in the parameter's \
+                     own unit (wei for amounts)"
+                );
+            }
+            let value = U256::from_str_radix(digits, 10)
+                .map_err(|_| anyhow::anyhow!("--value {value:?} does not fit in 256 bits"))?;
             param
                 .check(value)
                 .map_err(|e| anyhow::anyhow!("--value: {e}"))?;
@@ -437,7 +435,7 @@ mod tests {
 
     const BASE: [&str; 4] = ["--deposit", "100", "--description", "smaller blocks"];
 
-    fn with(extra: &[&'static str]) -> Vec<&'static str> {
+    fn with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         BASE.iter().chain(extra).copied().collect()
     }
 
@@ -500,6 +498,18 @@ mod tests {
                 "1"
             ])),
             "--value \"2e7\": not a whole number; give the value in the parameter's own unit (wei for amounts)"
+        );
+        let huge = format!("1{}", "0".repeat(78));
+        assert_eq!(
+            err(&with(&[
+                "--param",
+                "gas_limit",
+                "--value",
+                &huge,
+                "--effective-height",
+                "1"
+            ])),
+            format!("--value \"{huge}\" does not fit in 256 bits")
         );
         assert_eq!(
             err(&with(&["--param", "gas_limit", "--value", "20000000"])),
