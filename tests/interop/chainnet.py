@@ -4,7 +4,8 @@
 full node, with ``full_nodes``); each node is then its own process that the
 test can kill (SIGKILL, as a crash), restart, or wipe. Heights and hashes are
 read over JSON-RPC. Nodes are numbered validators first (``0..n-1``), then full
-nodes (``n..n+full_nodes-1``).
+nodes (``n..n+full_nodes-1``), then standby validators (validator keys and a
+funded operator, outside the genesis set until they stake).
 """
 
 from __future__ import annotations
@@ -42,25 +43,35 @@ class Chain:
     """``n`` validators and ``full_nodes`` full nodes from ``btt chain init``;
     ``start``/``kill``/``wipe`` each by index (validators first, then full nodes)."""
 
-    def __init__(self, tmp: Path, n: int = 4, full_nodes: int = 0):
+    def __init__(self, tmp: Path, n: int = 4, full_nodes: int = 0, standby: int = 0,
+                 epoch_length: Optional[int] = None, equivocators: tuple[int, ...] = ()):
         self.dir = tmp / "chain"
         self.log_dir = tmp / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.btt = peers.btt_binary()
         self.n_validators = n
-        total = n + full_nodes
+        self.n_full = full_nodes
+        self.equivocators = set(equivocators)
+        total = n + full_nodes + standby
         rpc_base = _port_block(total)
         p2p_base = _port_block(total)
         argv = [str(self.btt), "chain", "init", "--dir", str(self.dir), "--validators", str(n),
                 "--rpc-port", str(rpc_base), "--p2p-port", str(p2p_base), "--json"]
         if full_nodes:
             argv += ["--full-nodes", str(full_nodes)]
+        if standby:
+            argv += ["--standby", str(standby)]
+        if epoch_length is not None:
+            argv += ["--epoch-length", str(epoch_length)]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             raise peers.HarnessError(f"btt chain init failed: {out.stderr}")
         self.info = json.loads(out.stdout)
-        self.urls: list[str] = self.info["rpc"] + self.info.get("full_node_rpc", [])
+        self.urls: list[str] = (self.info["rpc"] + self.info.get("full_node_rpc", [])
+                                + self.info.get("standby_rpc", []))
         self.accounts = self.info["accounts"]
+        # Operator accounts: the validators', then the standby validators'.
+        self.operators = self.info.get("operators", [])
         self.procs: list[Optional[peers.Proc]] = [None] * total
         self.starts = [0] * total
 
@@ -70,22 +81,44 @@ class Chain:
 
     @property
     def full_nodes(self) -> list[int]:
-        return list(range(self.n_validators, len(self.procs)))
+        return list(range(self.n_validators, self.n_validators + self.n_full))
+
+    @property
+    def standby(self) -> list[int]:
+        return list(range(self.n_validators + self.n_full, len(self.procs)))
 
     def node_dir(self, i: int) -> Path:
         if i < self.n_validators:
             return self.dir / f"node-{i}"
-        return self.dir / f"full-{i - self.n_validators}"
+        if i < self.n_validators + self.n_full:
+            return self.dir / f"full-{i - self.n_validators}"
+        return self.dir / f"standby-{i - self.n_validators - self.n_full}"
 
     def name(self, i: int) -> str:
-        return f"validator {i}" if i < self.n_validators else f"full node {i}"
+        if i < self.n_validators:
+            return f"validator {i}"
+        if i < self.n_validators + self.n_full:
+            return f"full node {i}"
+        return f"standby validator {i}"
+
+    def operator(self, i: int) -> dict:
+        """The operator account (address, private_key) of validator or standby node ``i``."""
+        if i < self.n_validators:
+            return self.operators[i]
+        return self.operators[self.n_validators + (i - self.n_validators - self.n_full)]
 
     def start(self, i: int) -> None:
         self.starts[i] += 1
-        kind = "validator" if i < self.n_validators else "full"
+        kind = self.name(i).replace(" ", "-")
+        config = self.node_dir(i) / "config.toml"
+        if i in self.equivocators:
+            # A test build that also signs a conflicting vote next to each honest one.
+            argv = [peers.equivocator_binary(), "--config", config]
+        else:
+            argv = [self.btt, "chain", "run", "--config", config]
         self.procs[i] = peers.Proc(
-            f"{kind}{i}-run{self.starts[i]}",
-            [self.btt, "chain", "run", "--config", self.node_dir(i) / "config.toml"],
+            f"{kind}-run{self.starts[i]}",
+            argv,
             self.log_dir,
             env={**os.environ, "BTT_LOG": "info"},
         )

@@ -1029,6 +1029,16 @@ def btt_binary() -> Path:
     return path
 
 
+def equivocator_binary() -> Path:
+    """The ``btt-equivocator`` test node next to the btt binary (built with the workspace)."""
+    path = btt_binary().parent / "btt-equivocator"
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise ProgramMissing(
+            f"btt-equivocator not found at {path}: build it with `cargo build -p chain-node`"
+        )
+    return path
+
+
 @dataclass
 class BttResult:
     """A finished btt command."""

@@ -66,6 +66,17 @@ struct InitArgs {
     /// Number of full nodes (follow and verify the chain, serve JSON-RPC, do not vote).
     #[arg(long, env = "BTT_FULL_NODES", default_value_t = 0)]
     full_nodes: usize,
+    /// Number of standby validators: nodes with validator keys and a funded operator account
+    /// that are not in the genesis set; they follow the chain until they stake with
+    /// `btt stake create-validator` and an epoch boundary puts them in the active set.
+    #[arg(long, env = "BTT_STANDBY", default_value_t = 0)]
+    standby: usize,
+    /// Blocks per epoch (the validator set changes only at epoch boundaries).
+    #[arg(long, env = "BTT_EPOCH_LENGTH", default_value_t = chain_node::DEFAULT_EPOCH_LENGTH)]
+    epoch_length: u64,
+    /// Self-bond of each genesis validator, in BTT.
+    #[arg(long, env = "BTT_GENESIS_STAKE", default_value = "100000")]
+    stake: String,
     /// EIP-155 chain id.
     #[arg(long, env = "BTT_CHAIN_ID", default_value_t = DEVNET_CHAIN_ID)]
     chain_id: u64,
@@ -151,6 +162,13 @@ struct InitSummary {
     full_node_configs: Vec<PathBuf>,
     /// Full-node JSON-RPC URLs, in the same order.
     full_node_rpc: Vec<String>,
+    /// Standby validator configs.
+    standby_configs: Vec<PathBuf>,
+    /// Standby validator JSON-RPC URLs, in the same order.
+    standby_rpc: Vec<String>,
+    /// Operator accounts (funded with the dev balance): the validators', then the standby
+    /// validators', in order.
+    operators: Vec<DevAccount>,
     accounts: Vec<DevAccount>,
 }
 
@@ -185,6 +203,9 @@ fn init_dev(dir: &Path, net: NetworkArgs) -> Result<()> {
         dir: dir.to_path_buf(),
         net,
         full_nodes: 0,
+        standby: 0,
+        epoch_length: chain_node::DEFAULT_EPOCH_LENGTH,
+        stake: "100000".into(),
         chain_id: DEVNET_CHAIN_ID,
         accounts: 10,
         balance: "1000000".into(),
@@ -205,6 +226,7 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
         );
     }
     let balance = Wei::parse_btt(&a.balance).context("--balance")?;
+    let stake = Wei::parse_btt(&a.stake).context("--stake")?;
     std::fs::create_dir_all(&a.dir)
         .with_context(|| format!("cannot create {}", a.dir.display()))?;
     let ns = namespace(a.chain_id);
@@ -214,9 +236,17 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
         let fee = new_account()?;
         nodes.push((i, keys, fee));
     }
+    let standby = (0..a.standby)
+        .map(|_| Ok((ValidatorKeys::generate(rand::random()), new_account()?)))
+        .collect::<Result<Vec<_>>>()?;
     let accounts = (0..a.accounts)
         .map(|_| new_account())
         .collect::<Result<Vec<_>>>()?;
+    let operators: Vec<DevAccount> = nodes
+        .iter()
+        .map(|(_, _, fee)| fee.clone())
+        .chain(standby.iter().map(|(_, op)| op.clone()))
+        .collect();
     let params = ChainParams {
         chain_id: a.chain_id,
         ..ChainParams::default()
@@ -226,6 +256,7 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
         timestamp_ms: chain_node::now_ms(),
         alloc: accounts
             .iter()
+            .chain(&operators)
             .map(|acc| (acc.address, GenesisAccount { balance: balance.0 }))
             .collect::<BTreeMap<_, _>>(),
         validators: nodes
@@ -233,11 +264,16 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
             .map(|(_, keys, fee)| GenesisValidator {
                 fee_recipient: fee.address,
                 keys: keys.public(&ns),
+                stake: stake.0,
+                commission_bps: 1_000,
             })
             .collect(),
+        epoch_length: a.epoch_length,
+        governance: Default::default(),
     };
+    genesis.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     genesis.save(&genesis_path)?;
-    let total = a.net.validators + a.full_nodes;
+    let total = a.net.validators + a.full_nodes + a.standby;
     if usize::from(a.net.p2p_port.max(a.net.rpc_port)) + total > usize::from(u16::MAX) {
         bail!("--rpc-port and --p2p-port leave no room for {total} nodes below port 65535");
     }
@@ -255,12 +291,19 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
             address: p2p(a.net.validators + f),
         })
         .collect();
+    // Every node that may ever validate is in the address book: the genesis validators, then
+    // the standby ones (numbered after the full nodes).
+    let standby_index = |s: usize| a.net.validators + a.full_nodes + s;
     let validator_peers: Vec<PeerConfig> = nodes
         .iter()
         .map(|(j, k, _)| PeerConfig {
             identity: k.identity_hex(),
             address: p2p(*j),
         })
+        .chain(standby.iter().enumerate().map(|(s, (k, _))| PeerConfig {
+            identity: k.identity_hex(),
+            address: p2p(standby_index(s)),
+        }))
         .collect();
     let mut configs = Vec::new();
     for (i, keys, fee) in &nodes {
@@ -286,6 +329,7 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
                     .collect(),
                 followers: followers.clone(),
             },
+            equivocate: false,
         };
         let path = node_dir.join("config.toml");
         chain_node::write_atomic(&path, config.to_toml().as_bytes())?;
@@ -311,10 +355,40 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
                 peers: validator_peers.clone(),
                 followers: Vec::new(),
             },
+            equivocate: false,
         };
         let path = node_dir.join("config.toml");
         chain_node::write_atomic(&path, config.to_toml().as_bytes())?;
         full_node_configs.push(path);
+    }
+    let mut standby_configs = Vec::new();
+    for (s, (keys, operator)) in standby.iter().enumerate() {
+        let node_dir = a.dir.join(format!("standby-{s}"));
+        std::fs::create_dir_all(&node_dir)?;
+        write_secret(&node_dir.join("validator.key"), &keys.to_hex())?;
+        write_secret(&node_dir.join("fee.key"), &operator.private_key)?;
+        let config = NodeConfig {
+            data_dir: PathBuf::from("data"),
+            genesis: PathBuf::from("../genesis.json"),
+            validator_key: Some(PathBuf::from("validator.key")),
+            node_key: None,
+            block_interval_ms: DEFAULT_BLOCK_INTERVAL_MS,
+            leader_timeout_ms: DEFAULT_LEADER_TIMEOUT_MS,
+            rpc: RpcConfig {
+                listen: rpc(standby_index(s)),
+            },
+            p2p: P2pConfig {
+                listen: p2p(standby_index(s)),
+                // The whole address book, itself included: a validator outside the genesis
+                // set must find its own address there.
+                peers: validator_peers.clone(),
+                followers: followers.clone(),
+            },
+            equivocate: false,
+        };
+        let path = node_dir.join("config.toml");
+        chain_node::write_atomic(&path, config.to_toml().as_bytes())?;
+        standby_configs.push(path);
     }
     let accounts_path = a.dir.join("accounts.json");
     write_secret(&accounts_path, &serde_json::to_string_pretty(&accounts)?)?;
@@ -326,9 +400,14 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
             .map(|i| format!("http://{}", rpc(i)))
             .collect(),
         full_node_configs,
-        full_node_rpc: (a.net.validators..total)
+        full_node_rpc: (a.net.validators..a.net.validators + a.full_nodes)
             .map(|i| format!("http://{}", rpc(i)))
             .collect(),
+        standby_configs,
+        standby_rpc: (0..a.standby)
+            .map(|s| format!("http://{}", rpc(standby_index(s))))
+            .collect(),
+        operators,
         accounts,
     })
 }

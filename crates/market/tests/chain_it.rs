@@ -74,7 +74,11 @@ async fn start_chain(dir: &Path, funded: &[Address]) -> Node {
         validators: vec![GenesisValidator {
             fee_recipient: alloy_primitives::Address::repeat_byte(0xfe),
             keys: keys.public(&namespace(chain_id)),
+            stake: chain_node::default_stake(),
+            commission_bps: 1_000,
         }],
+        epoch_length: chain_node::DEFAULT_EPOCH_LENGTH,
+        governance: Default::default(),
     };
     let genesis_path = dir.join("genesis.json");
     genesis.save(&genesis_path).unwrap();
@@ -95,6 +99,7 @@ async fn start_chain(dir: &Path, funded: &[Address]) -> Node {
             peers: Vec::new(),
             followers: Vec::new(),
         },
+        equivocate: false,
     };
     Node::start(&config).await.unwrap()
 }

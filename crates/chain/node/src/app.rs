@@ -11,9 +11,10 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chain_consensus::{ChainApp, ProposalCtx, Verdict};
+use chain_consensus::{ChainApp, ProposalCtx, ValidatorInfo, Verdict};
 use chain_state::{
-    next_base_fee, BlockEnv, Executor, Overlay, StateChanges, StateReader, StoreError,
+    next_base_fee, read_param_u64, BlockEnv, ChainParams, Executor, Overlay, Param, StateChanges,
+    StateReader, StoreError,
 };
 use chain_types::{
     logs_bloom, receipts_root, transactions_root, Address, Block, Bytes, Header, Receipt,
@@ -31,6 +32,10 @@ const MAX_BLOCK_TXS: usize = 5_000;
 const MAX_CLOCK_DRIFT_MS: u64 = 500;
 /// Threads that recover the senders of a proposed block.
 const RECOVERY_THREADS: NonZeroUsize = NonZeroUsize::MIN.saturating_add(1);
+
+fn store_error(e: StoreError) -> Error {
+    Error::Corrupt(e.to_string())
+}
 
 /// A block this node built or verified, with what executing it produced.
 struct Executed {
@@ -92,10 +97,12 @@ pub struct App {
     shared: Arc<Shared>,
     genesis: Arc<Block>,
     commitment: Commitment,
-    /// Fee recipient of each validator, by consensus identity.
-    fee_recipients: HashMap<String, Address>,
-    /// Our own fee recipient when we are a validator; `None` on a full node, which never builds.
-    fee_recipient: Option<Address>,
+    /// Our consensus identity when we hold validator keys; `None` on a full node, which never
+    /// builds.
+    identity: Option<String>,
+    /// The operator account of each committee member, by epoch and identity (read from the
+    /// staking module's record of the epoch's set).
+    operators: BTreeMap<u64, HashMap<String, Address>>,
     /// Proposers wait this long after the parent's timestamp (paces empty blocks).
     block_interval_ms: u64,
     /// Unfinalized blocks by hash.
@@ -104,15 +111,14 @@ pub struct App {
 }
 
 impl App {
-    /// The app over an opened store whose genesis has been written. `fee_recipient` is the
-    /// validator's own account for tips (`None` on a full node: it never builds blocks).
+    /// The app over an opened store whose genesis has been written. `identity` is our
+    /// validator identity (`None` on a full node: it never builds blocks).
     pub fn new(
         executor: Executor,
         store: Arc<Store>,
         shared: Arc<Shared>,
         genesis: Arc<Block>,
-        fee_recipients: HashMap<String, Address>,
-        fee_recipient: Option<Address>,
+        identity: Option<String>,
         block_interval_ms: u64,
     ) -> Result<Self, Error> {
         let head = store.head()?.unwrap_or(0);
@@ -132,19 +138,55 @@ impl App {
             shared,
             genesis,
             commitment,
-            fee_recipients,
-            fee_recipient,
+            identity,
+            operators: BTreeMap::new(),
             block_interval_ms,
             executed: HashMap::new(),
             finalized: (head, head_block.block.hash()),
         })
     }
 
-    fn rules(&self) -> TxRules {
-        TxRules::new(
-            self.executor.params().chain_id,
-            self.executor.params().gas_limit,
-        )
+    fn rules(params: &ChainParams) -> TxRules {
+        TxRules::new(params.chain_id, params.gas_limit)
+    }
+
+    /// The parameters in force for the child of `parent`: the genesis ones with the governed
+    /// gas limit and base-fee floor read from `parent`'s state.
+    fn params_after(&self, parent: &B256) -> Result<ChainParams, Error> {
+        let lineage = self
+            .lineage(parent)
+            .ok_or_else(|| Error::Corrupt("parent state is not available".into()))?;
+        let state = ChainView::new(&self.store, &lineage);
+        let mut params = self.executor.params().clone();
+        params.gas_limit = read_param_u64(&state, Param::GasLimit).map_err(store_error)?;
+        params.min_base_fee = read_param_u64(&state, Param::MinBaseFee).map_err(store_error)?;
+        Ok(params)
+    }
+
+    /// The operator of committee member `identity` in `epoch`, from the finalized state.
+    fn operator(&mut self, epoch: u64, identity: &str) -> Option<Address> {
+        if !self.operators.contains_key(&epoch) {
+            let members = match crate::modules::committee(&*self.store, epoch) {
+                Ok(Some(members)) => members,
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(epoch, error = %e, "cannot read the committee");
+                    return None;
+                }
+            };
+            // Only the current and the next epoch are ever asked for.
+            while self.operators.len() >= 4 {
+                self.operators.pop_first();
+            }
+            self.operators.insert(
+                epoch,
+                members
+                    .into_iter()
+                    .map(|(operator, info)| (info.identity, operator))
+                    .collect(),
+            );
+        }
+        self.operators.get(&epoch)?.get(identity).copied()
     }
 
     /// The unfinalized ancestors of the state after `parent`, oldest first; `None` if `parent`
@@ -164,19 +206,19 @@ impl App {
         Some(out)
     }
 
-    fn env(&self, parent: &Header, header: &Header) -> BlockEnv {
+    fn env(params: &ChainParams, parent: &Header, header: &Header) -> BlockEnv {
         BlockEnv {
             number: parent.number + 1,
             timestamp_ms: header.timestamp_ms,
             proposer: header.proposer,
-            base_fee: next_base_fee(self.executor.params(), parent),
-            gas_limit: self.executor.params().gas_limit,
+            base_fee: next_base_fee(params, parent),
+            gas_limit: params.gas_limit,
         }
     }
 
     /// The header fields that do not depend on execution.
     fn template(
-        &self,
+        params: &ChainParams,
         parent: &Header,
         timestamp_ms: u64,
         proposer: Address,
@@ -188,8 +230,8 @@ impl App {
             timestamp_ms,
             proposer,
             epoch,
-            gas_limit: self.executor.params().gas_limit,
-            base_fee_per_gas: next_base_fee(self.executor.params(), parent),
+            gas_limit: params.gas_limit,
+            base_fee_per_gas: next_base_fee(params, parent),
             extra_data: Bytes::new(),
             ..Header::default()
         }
@@ -246,12 +288,21 @@ impl App {
     }
 
     fn try_build(&mut self, parent: &Block, ctx: &ProposalCtx) -> Result<Option<Block>, Error> {
-        let Some(fee_recipient) = self.fee_recipient else {
+        let Some(identity) = self.identity.clone() else {
+            return Ok(None);
+        };
+        // Consensus only asks the round's leader, which is in the epoch's committee.
+        let Some(operator) = self.operator(ctx.epoch, &identity) else {
+            tracing::warn!(
+                epoch = ctx.epoch,
+                "asked to build, but we are not in the committee"
+            );
             return Ok(None);
         };
         if self.lineage(&parent.hash()).is_none() {
             self.replay(parent)?;
         }
+        let params = self.params_after(&parent.hash())?;
         // Pace blocks: never closer than the block interval to the parent.
         let earliest = parent.header.timestamp_ms + self.block_interval_ms;
         let mut now = ctx.now_ms;
@@ -259,8 +310,8 @@ impl App {
             std::thread::sleep(std::time::Duration::from_millis(earliest - now));
             now = earliest;
         }
-        let header = self.template(&parent.header, now, fee_recipient, ctx.epoch);
-        let env = self.env(&parent.header, &header);
+        let header = Self::template(&params, &parent.header, now, operator, ctx.epoch);
+        let env = Self::env(&params, &parent.header, &header);
         let started = Instant::now();
         let candidates_ms;
         let built = {
@@ -311,17 +362,18 @@ impl App {
     /// Executes `block` on top of its parent's state and checks every derived field.
     fn check(&mut self, parent: &Block, block: &Block) -> Result<Result<(), String>, Error> {
         let header = &block.header;
-        let expected_base_fee = next_base_fee(self.executor.params(), &parent.header);
+        let params = self.params_after(&parent.hash())?;
+        let expected_base_fee = next_base_fee(&params, &parent.header);
         if header.base_fee_per_gas != expected_base_fee {
             return Ok(Err(format!(
                 "base fee {} differs from the expected {expected_base_fee}",
                 header.base_fee_per_gas
             )));
         }
-        if header.gas_limit != self.executor.params().gas_limit {
+        if header.gas_limit != params.gas_limit {
             return Ok(Err(format!(
-                "gas limit {} differs from the chain's",
-                header.gas_limit
+                "gas limit {} differs from the chain's {}",
+                header.gas_limit, params.gas_limit
             )));
         }
         if let Err(e) = block.verify_roots() {
@@ -341,15 +393,16 @@ impl App {
                 })
                 .collect()
         };
-        let recovered = block.recover_transactions_cached(&self.rules(), RECOVERY_THREADS, |h| {
-            known.get(h).copied()
-        });
+        let recovered =
+            block.recover_transactions_cached(&Self::rules(&params), RECOVERY_THREADS, |h| {
+                known.get(h).copied()
+            });
         let recover_ms = started.elapsed().as_millis();
         let txs = match recovered {
             Ok(txs) => txs,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        let env = self.env(&parent.header, header);
+        let env = Self::env(&params, &parent.header, header);
         let executed = {
             let Some(lineage) = self.lineage(&parent.hash()) else {
                 return Err(Error::Corrupt("parent state is not available".into()));
@@ -527,8 +580,8 @@ impl ChainApp for App {
         if header.epoch != ctx.epoch {
             return Verdict::Invalid(format!("epoch {} is not {}", header.epoch, ctx.epoch));
         }
-        match self.fee_recipients.get(&ctx.leader) {
-            Some(recipient) if *recipient == header.proposer => {}
+        match self.operator(ctx.epoch, &ctx.leader) {
+            Some(operator) if operator == header.proposer => {}
             _ => return Verdict::Invalid("proposer is not the round's leader".into()),
         }
         if self.executed.contains_key(&block.hash()) {
@@ -554,6 +607,28 @@ impl ChainApp for App {
                 }
             }
         }
+    }
+
+    fn committee(&self, epoch: u64) -> Option<Vec<ValidatorInfo>> {
+        match crate::modules::committee(&*self.store, epoch) {
+            Ok(members) => members.map(|m| m.into_iter().map(|(_, info)| info).collect()),
+            Err(e) => {
+                tracing::warn!(epoch, error = %e, "cannot read the committee");
+                None
+            }
+        }
+    }
+
+    fn finalized_height(&self) -> u64 {
+        self.finalized.0
+    }
+
+    fn equivocation(&mut self, evidence: Vec<u8>) {
+        tracing::warn!(
+            bytes = evidence.len(),
+            "consensus saw conflicting votes; the evidence is served by btt_getEvidence"
+        );
+        self.shared.add_evidence(evidence);
     }
 
     fn finalized(&mut self, block: &Block) -> Result<(), String> {
@@ -648,7 +723,11 @@ mod tests {
             validators: vec![GenesisValidator {
                 fee_recipient,
                 keys: keys.public(&ns),
+                stake: crate::genesis::default_stake(),
+                commission_bps: 1_000,
             }],
+            epoch_length: crate::genesis::DEFAULT_EPOCH_LENGTH,
+            governance: Default::default(),
         };
         Fixture {
             identity: keys.identity_hex(),
@@ -658,7 +737,7 @@ mod tests {
     }
 
     fn app(f: &Fixture, dir: &std::path::Path) -> (App, Arc<Shared>, Arc<Store>) {
-        let executor = Executor::new(f.genesis.params.clone());
+        let executor = crate::modules::executor(&f.genesis).unwrap();
         let store = Arc::new(Store::open(&dir.join("chain.redb")).unwrap());
         let genesis = init_store(&store, &executor, &f.genesis).unwrap();
         let head = store
@@ -671,8 +750,7 @@ mod tests {
             store.clone(),
             shared.clone(),
             genesis,
-            HashMap::from([(f.identity.clone(), f.fee_recipient)]),
-            Some(f.fee_recipient),
+            Some(f.identity.clone()),
             0,
         )
         .unwrap();
@@ -743,9 +821,13 @@ mod tests {
                 U256::from(10u128.pow(21)) - fee - U256::from(1)
             );
             assert_eq!(balance(store, Address::repeat_byte(0x35)), U256::from(1));
+            // The tip goes to the staking module's reward pool with the block's emission, for
+            // the validators and delegators; the proposer's account gets nothing directly.
+            assert_eq!(balance(store, f.fee_recipient), U256::ZERO);
+            let emission = chain_state::Param::EmissionPerBlock.default_value();
             assert_eq!(
-                balance(store, f.fee_recipient),
-                U256::from(21_000u128 * 2 * GWEI)
+                chain_state::staking_totals(&**store).unwrap().pool,
+                U256::from(21_000u128 * 2 * GWEI) + emission
             );
         }
         drop((a, b, store_a, store_b));

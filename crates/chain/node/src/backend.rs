@@ -31,6 +31,8 @@ pub struct NodeBackend {
     pub configured_peers: u64,
     /// Raw transactions admitted through RPC, for gossip to the other validators.
     pub gossip: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
+    /// Blocks per epoch.
+    pub epoch_length: u64,
 }
 
 fn backend_error(e: impl std::fmt::Display) -> BackendError {
@@ -46,22 +48,37 @@ fn block_data(f: FinalizedBlock) -> Arc<BlockData> {
 }
 
 impl NodeBackend {
-    /// The stateless transaction rules of this chain.
+    /// The stateless transaction rules of this chain (with the gas limit in force).
     pub fn rules(&self) -> TxRules {
-        let p = self.executor.params();
+        let p = self.params();
         TxRules::new(p.chain_id, p.gas_limit)
+    }
+
+    /// The parameters in force for the next block: the governed gas limit and base-fee floor
+    /// from the finalized state (the genesis values if it cannot be read).
+    fn params(&self) -> chain_state::ChainParams {
+        let mut params = self.executor.params().clone();
+        let store = &*self.store;
+        if let Ok(limit) = chain_state::read_param_u64(store, chain_state::Param::GasLimit) {
+            params.gas_limit = limit;
+        }
+        if let Ok(floor) = chain_state::read_param_u64(store, chain_state::Param::MinBaseFee) {
+            params.min_base_fee = floor;
+        }
+        params
     }
 
     /// The environment of the next block, for calls and estimates.
     fn next_env(&self) -> BlockEnv {
         let head = self.shared.head();
         let header = &head.block.header;
+        let params = self.params();
         BlockEnv {
             number: header.number + 1,
             timestamp_ms: crate::now_ms().max(header.timestamp_ms + 1),
             proposer: Address::ZERO,
-            base_fee: next_base_fee(self.executor.params(), header),
-            gas_limit: self.executor.params().gas_limit,
+            base_fee: next_base_fee(&params, header),
+            gas_limit: params.gas_limit,
         }
     }
 
@@ -87,6 +104,18 @@ impl NodeBackend {
         let nonce = self.state_nonce(&tx.sender())?;
         self.shared.mempool.lock().insert(tx, nonce)?;
         Ok(hash)
+    }
+}
+
+impl NodeBackend {
+    /// The identity keys of the committee that votes on block `height`; the genesis set
+    /// if the state cannot tell.
+    fn committee_identities(&self, height: u64) -> Vec<String> {
+        let epoch = height / self.epoch_length.max(1);
+        match crate::modules::committee(&*self.store, epoch) {
+            Ok(Some(members)) => members.into_iter().map(|(_, i)| i.identity).collect(),
+            _ => self.validators.clone(),
+        }
     }
 }
 
@@ -233,12 +262,20 @@ impl Backend for NodeBackend {
             finalized_hash: head.block.hash(),
             finalized_timestamp_ms: header.timestamp_ms,
             epoch: header.epoch,
-            validators: self.validators.clone(),
+            validators: self.committee_identities(header.number + 1),
             validator_identity: self.identity.clone(),
             last_finality_latency_ms: self.shared.last_latency_ms(),
             peers: self.configured_peers,
             mempool_txs: self.shared.mempool.lock().len() as u64,
             syncing: self.syncing().is_some(),
         }
+    }
+
+    fn extension(
+        &self,
+        method: &str,
+        params: &[serde_json::Value],
+    ) -> Option<Result<serde_json::Value, chain_rpc::ExtensionError>> {
+        crate::views::extension(self, method, params)
     }
 }

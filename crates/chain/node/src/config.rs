@@ -59,6 +59,11 @@ pub struct NodeConfig {
     pub rpc: RpcConfig,
     /// Validator network.
     pub p2p: P2pConfig,
+    /// Test networks only, never read from a file: besides each honest vote, also sign a
+    /// conflicting one, so the other validators see equivocation and the slashing path can be
+    /// exercised (the `btt-equivocator` test binary sets it).
+    #[serde(skip)]
+    pub equivocate: bool,
 }
 
 /// JSON-RPC server settings.

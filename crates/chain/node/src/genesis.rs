@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use chain_consensus::ValidatorInfo;
-use chain_state::{ChainParams, Executor, StateChanges};
+use chain_state::{ChainParams, Executor, GovernedParams, Param, StateChanges};
 use chain_types::{Address, Block, Bloom, Bytes, Header, U256};
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,30 @@ pub struct Genesis {
     pub alloc: BTreeMap<Address, GenesisAccount>,
     /// The validator set of epoch 0.
     pub validators: Vec<GenesisValidator>,
+    /// Blocks per epoch: the validator set changes only at epoch boundaries. Fixed for the
+    /// chain's life (consensus needs it before it can read any state).
+    #[serde(default = "default_epoch_length")]
+    pub epoch_length: u64,
+    /// Governed parameters at genesis, by name (see `chain_state::Param`); any not named takes
+    /// its default, except `gas_limit` and `min_base_fee`, which default to `params`.
+    #[serde(default)]
+    pub governance: GovernedParams,
+}
+
+/// Blocks per epoch when the genesis file does not say (100 s at the default block interval).
+pub const DEFAULT_EPOCH_LENGTH: u64 = 1_000;
+
+fn default_epoch_length() -> u64 {
+    DEFAULT_EPOCH_LENGTH
+}
+
+/// A genesis validator's self-bond when the genesis file does not say: 100,000 BTT.
+pub fn default_stake() -> U256 {
+    U256::from(100_000u64) * U256::from(10u64).pow(U256::from(18))
+}
+
+fn default_commission() -> u16 {
+    1_000
 }
 
 /// An initial balance.
@@ -42,11 +66,18 @@ pub struct GenesisAccount {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenesisValidator {
-    /// Account that receives the priority fees of the blocks it proposes.
+    /// The validator's operator account: named as the proposer of its blocks, receives its
+    /// commission and rewards, and signs its staking transactions.
     pub fee_recipient: Address,
     /// Consensus keys and the proof of possession.
     #[serde(flatten)]
     pub keys: ValidatorInfo,
+    /// Self-bond in wei, created at genesis and staked (default 100,000 BTT).
+    #[serde(default = "default_stake", with = "u256_string")]
+    pub stake: U256,
+    /// Commission on its delegators' rewards, in basis points (default 1000, 10 %).
+    #[serde(default = "default_commission")]
+    pub commission_bps: u16,
 }
 
 /// Extra data of the genesis block.
@@ -105,7 +136,45 @@ impl Genesis {
                 "elasticity_multiplier and base_fee_change_denominator must be positive".into(),
             );
         }
+        if self.epoch_length < 2 {
+            return Err(format!(
+                "epoch_length {} is too short: an epoch needs at least 2 blocks",
+                self.epoch_length
+            ));
+        }
+        let governed = self.governed();
+        governed.check()?;
+        let min_bond = governed.get(Param::MinSelfBond);
+        for v in &self.validators {
+            if v.stake < min_bond {
+                return Err(format!(
+                    "validator {} stakes {} wei, below min_self_bond {min_bond}",
+                    v.keys.identity, v.stake
+                ));
+            }
+            if v.commission_bps > 10_000 {
+                return Err(format!(
+                    "validator {} has commission_bps {} above 10000",
+                    v.keys.identity, v.commission_bps
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The governed parameters at genesis: the file's, with `gas_limit` and `min_base_fee`
+    /// taken from `params` unless named.
+    pub fn governed(&self) -> GovernedParams {
+        let mut governed = self.governance.clone();
+        governed
+            .0
+            .entry(Param::GasLimit)
+            .or_insert(U256::from(self.params.gas_limit));
+        governed
+            .0
+            .entry(Param::MinBaseFee)
+            .or_insert(U256::from(self.params.min_base_fee));
+        governed
     }
 
     /// The initial state.

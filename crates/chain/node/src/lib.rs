@@ -31,11 +31,13 @@ mod config;
 mod genesis;
 mod gossip;
 mod mempool;
+mod modules;
 mod node;
 mod shared;
 mod store;
 #[cfg(test)]
 mod testkit;
+mod views;
 
 use std::path::{Path, PathBuf};
 
@@ -45,8 +47,9 @@ pub use config::{
     NodeConfig, P2pConfig, PeerConfig, RpcConfig, DEFAULT_BLOCK_INTERVAL_MS,
     DEFAULT_LEADER_TIMEOUT_MS, DEFAULT_MAX_BLOCK_BYTES,
 };
-pub use genesis::{Genesis, GenesisAccount, GenesisValidator};
+pub use genesis::{default_stake, Genesis, GenesisAccount, GenesisValidator, DEFAULT_EPOCH_LENGTH};
 pub use mempool::{Limits, Mempool};
+pub use modules::{committee, consensus_key, executor, validator_info};
 pub use node::Node;
 pub use shared::Shared;
 pub use store::{write_atomic, FinalizedBlock, Store};

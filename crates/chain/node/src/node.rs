@@ -4,12 +4,10 @@
 //! block, serves JSON-RPC, and forwards the transactions it receives to the validators over
 //! the same gossip channel validators use among themselves.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chain_consensus::{NodeKey, Role, ValidatorKeys};
 use chain_rpc::Server;
-use chain_state::Executor;
 
 use crate::app::{init_store, App};
 use crate::backend::NodeBackend;
@@ -23,10 +21,7 @@ use crate::Error;
 
 /// Reads the node's key file: a validator's consensus keys (with its fee recipient from the
 /// genesis file) or a full node's identity.
-fn load_role(
-    config: &NodeConfig,
-    genesis: &Genesis,
-) -> Result<(Role, Option<chain_types::Address>), Error> {
+fn load_role(config: &NodeConfig, genesis: &Genesis) -> Result<Role, Error> {
     let read = |path: &std::path::Path| {
         std::fs::read_to_string(path)
             .map(|text| text.trim().to_owned())
@@ -38,16 +33,11 @@ fn load_role(
     };
     match (&config.validator_key, &config.node_key) {
         (Some(path), _) => {
+            // A validator outside the genesis set follows the chain until it stakes and the
+            // staking module puts it in an epoch's committee.
             let keys =
                 ValidatorKeys::from_hex(&read(path)?).map_err(|e| invalid(path, e.to_string()))?;
-            let identity = keys.identity_hex();
-            let me = genesis.validator(&identity).ok_or_else(|| {
-                invalid(
-                    path,
-                    format!("validator {identity} is not in the genesis validator set"),
-                )
-            })?;
-            Ok((Role::Validator(keys), Some(me.fee_recipient)))
+            Ok(Role::Validator(keys))
         }
         (None, Some(path)) => {
             let key = NodeKey::from_hex(&read(path)?).map_err(|e| invalid(path, e.to_string()))?;
@@ -61,7 +51,7 @@ fn load_role(
                     ),
                 ));
             }
-            Ok((Role::Follower(key), None))
+            Ok(Role::Follower(key))
         }
         (None, None) => Err(invalid(
             &config.genesis,
@@ -82,13 +72,13 @@ impl Node {
     /// (the RPC server runs on it; consensus runs on its own thread).
     pub async fn start(config: &NodeConfig) -> Result<Self, Error> {
         let genesis = Genesis::load(&config.genesis)?;
-        let (role, fee_recipient) = load_role(config, &genesis)?;
+        let role = load_role(config, &genesis)?;
         let validator_identity = match &role {
             Role::Validator(keys) => Some(keys.identity_hex()),
             Role::Follower(_) => None,
         };
 
-        let executor = Arc::new(Executor::new(genesis.params.clone()));
+        let executor = Arc::new(crate::modules::executor(&genesis)?);
         let store = Arc::new(Store::open(&config.data_dir.join("chain.redb"))?);
         let genesis_block = init_store(&store, &executor, &genesis)?;
         let head = store.head()?.unwrap_or(0);
@@ -109,8 +99,9 @@ impl Node {
                 .map(|v| v.keys.identity.clone())
                 .collect(),
             configured_peers: configured_peers(&genesis, config, validator_identity.is_some()),
-            identity: validator_identity,
+            identity: validator_identity.clone(),
             gossip: Some(gossip_out_tx),
+            epoch_length: genesis.epoch_length,
         });
         let rpc = Server::start(
             config.rpc.listen,
@@ -120,18 +111,12 @@ impl Node {
         .await
         .map_err(|e| Error::Start(e.to_string()))?;
 
-        let fee_recipients: HashMap<String, _> = genesis
-            .validators
-            .iter()
-            .map(|v| (v.keys.identity.clone(), v.fee_recipient))
-            .collect();
         let app = App::new(
             (*executor).clone(),
             store,
             shared,
             genesis_block,
-            fee_recipients,
-            fee_recipient,
+            validator_identity.clone(),
             config.block_interval_ms,
         )?;
         let consensus = chain_consensus::start(
@@ -153,6 +138,8 @@ impl Node {
                     .map(|p| (p.identity.clone(), p.address))
                     .collect(),
                 storage_dir: config.data_dir.join("consensus"),
+                epoch_length: genesis.epoch_length,
+                equivocate: config.equivocate,
                 leader_timeout_ms: config.leader_timeout_ms,
                 max_block_bytes: DEFAULT_MAX_BLOCK_BYTES,
                 on_gossip: Some(chain_consensus::GossipHandler(Arc::new(move |batch| {

@@ -19,7 +19,12 @@ pub struct Shared {
     pub finalized_tip: AtomicU64,
     /// Height when this run started (for `eth_syncing`).
     pub start_height: u64,
+    /// Equivocation evidence consensus reported, newest last (`btt_getEvidence`).
+    evidence: Mutex<Vec<Vec<u8>>>,
 }
+
+/// Most pieces of evidence kept for `btt_getEvidence`; the oldest go first.
+const MAX_EVIDENCE: usize = 64;
 
 impl Shared {
     /// Starts from the stored head.
@@ -31,6 +36,7 @@ impl Shared {
             last_latency_ms: AtomicU64::new(u64::MAX),
             finalized_tip: AtomicU64::new(start_height),
             start_height,
+            evidence: Mutex::new(Vec::new()),
         }
     }
 
@@ -52,6 +58,23 @@ impl Shared {
         self.finalized_tip
             .fetch_max(block.block.header.number, Ordering::Relaxed);
         *self.head.write() = Arc::new(block);
+    }
+
+    /// Keeps a piece of equivocation evidence (once) for anyone to submit to the staking module.
+    pub fn add_evidence(&self, evidence: Vec<u8>) {
+        let mut kept = self.evidence.lock();
+        if kept.contains(&evidence) {
+            return;
+        }
+        if kept.len() == MAX_EVIDENCE {
+            kept.remove(0);
+        }
+        kept.push(evidence);
+    }
+
+    /// The evidence kept so far, oldest first.
+    pub fn evidence(&self) -> Vec<Vec<u8>> {
+        self.evidence.lock().clone()
     }
 
     /// Latency of the latest finalized block from its timestamp, if one was finalized this run.
