@@ -88,6 +88,9 @@ impl ModuleContext for Ctx<'_> {
     fn block_number(&self) -> u64 {
         self.number
     }
+    fn block_proposer(&self) -> Address {
+        Address::ZERO
+    }
     fn is_system(&self) -> bool {
         false
     }

@@ -400,6 +400,7 @@ impl Executor {
                 name: module.name(),
                 number: 0,
                 timestamp: 0,
+                proposer: Address::ZERO,
             };
             module.genesis(&mut ctx).map_err(|e| GenesisError {
                 module: module.name(),
@@ -425,6 +426,7 @@ impl Executor {
                 name: module.name(),
                 number: env.number,
                 timestamp: env.timestamp_ms / 1000,
+                proposer: env.proposer,
             };
             module
                 .end_block(&mut ctx)
@@ -906,6 +908,8 @@ struct SystemContext<'a, R> {
     name: &'static str,
     number: u64,
     timestamp: u64,
+    /// The block's proposer ([`Address::ZERO`] at genesis).
+    proposer: Address,
 }
 
 impl<R: StateReader> SystemContext<'_, R> {
@@ -972,6 +976,10 @@ impl<R: StateReader> ModuleContext for SystemContext<'_, R> {
 
     fn block_number(&self) -> u64 {
         self.number
+    }
+
+    fn block_proposer(&self) -> Address {
+        self.proposer
     }
 
     fn is_system(&self) -> bool {

@@ -23,7 +23,8 @@
 //!
 //! A passed TreasurySpend is paid in the same end of block (Executed), or marked Failed without
 //! any payment when the treasury holds less. A passed ParamChange writes its value at
-//! [`param_slot`] at the end of block `effectiveHeight − 1` (Executed), so readers, who read
+//! [`param_slot`] (encoded with [`encode_param`], so zero is a value like any other) at the end
+//! of block `effectiveHeight − 1` (Executed), so readers, who read
 //! the parent state of the block they build, see it from block `effectiveHeight` on. A passed
 //! Text proposal stays Passed.
 //!
@@ -55,7 +56,9 @@ use std::sync::Arc;
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy_sol_types::{SolCall, SolEvent, SolInterface, SolValue};
 
-use crate::governed::{governance_address, param, param_slot, GovernedParams, Param, StakeView};
+use crate::governed::{
+    encode_param, governance_address, param, param_slot, GovernedParams, Param, StakeView,
+};
 use crate::modules::{ModuleCall, ModuleContext, ModuleError, NativeModule};
 
 /// Longest proposal description, in bytes.
@@ -299,9 +302,6 @@ pub enum GovernanceError {
     /// The new value is outside the parameter's bounds.
     #[error("governance: {0}: propose a value within the bounds")]
     OutOfBounds(String),
-    /// A parameter value of zero cannot be stored: zero in storage reads as the default.
-    #[error("governance: {0} cannot be set to 0 (a stored zero reads as the default): propose a value of at least 1")]
-    ZeroValue(&'static str),
     /// The change would take effect before voting ends.
     #[error("governance: effective height {effective} must be after the voting end {voting_end}: choose {min} or later", min = voting_end + 1)]
     EffectiveTooEarly {
@@ -770,9 +770,6 @@ impl Governance {
         match payload {
             Payload::Param { param, value } => {
                 param.check(value).map_err(GovernanceError::OutOfBounds)?;
-                if value.is_zero() {
-                    return Err(GovernanceError::ZeroValue(param.name()).into());
-                }
                 if effective <= voting_end {
                     return Err(GovernanceError::EffectiveTooEarly {
                         effective,
@@ -1068,8 +1065,8 @@ impl Governance {
             return Err(GovernanceError::Corrupt(format!("proposal {id} payload")).into());
         };
         // Bounds are fixed, so a value checked at submission still fits.
-        let done = if param.check(value).is_ok() && !value.is_zero() {
-            ctx.sstore(param_slot(param), value)?;
+        let done = if param.check(value).is_ok() {
+            ctx.sstore(param_slot(param), encode_param(value))?;
             ProposalStatus::Executed
         } else {
             ProposalStatus::Failed
@@ -1205,11 +1202,7 @@ impl NativeModule for Governance {
             .check()
             .map_err(|e| ModuleError::reason(format!("governance: {e}: fix the genesis file")))?;
         for p in Param::ALL {
-            let value = self.genesis.get(p);
-            if value.is_zero() {
-                return Err(GovernanceError::ZeroValue(p.name()).into());
-            }
-            ctx.sstore(param_slot(p), value)?;
+            ctx.sstore(param_slot(p), encode_param(self.genesis.get(p)))?;
         }
         Ok(())
     }

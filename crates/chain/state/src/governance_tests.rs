@@ -405,7 +405,7 @@ fn genesis_writes_every_param_and_refuses_bad_values() {
             .state
             .storage(&governance_address(), &param_slot(p))
             .unwrap();
-        assert_eq!(stored, g.get(p), "{}", p.name());
+        assert_eq!(stored, encode_param(g.get(p)), "{}", p.name());
         assert_eq!(chain.view(IGovernance::paramCall { id: p.id() }), g.get(p));
     }
     assert_eq!(
@@ -417,8 +417,8 @@ fn genesis_writes_every_param_and_refuses_bad_values() {
     assert_eq!(chain.view(IGovernance::proposalCountCall {}), 0);
     assert_eq!(chain.view(IGovernance::treasuryCall {}), U256::ZERO);
     assert_eq!(
-        chain.dry_run(1, U256::ZERO, &IGovernance::paramCall { id: 16 }),
-        reason(GovernanceError::UnknownParam(16))
+        chain.dry_run(1, U256::ZERO, &IGovernance::paramCall { id: 17 }),
+        reason(GovernanceError::UnknownParam(17))
     );
 
     let genesis_with = |p: Param, v: U256| {
@@ -435,11 +435,36 @@ fn genesis_writes_every_param_and_refuses_bad_values() {
         err.reason,
         "revert: governance: gas_limit must be between 1000000 and 1000000000, not 999999: fix the genesis file"
     );
-    // Zero reads back as the default, so it cannot be stored.
-    let err = genesis_with(Param::MinBaseFee, U256::ZERO).unwrap_err();
+    // Zero is a value like any other where the bounds allow it, and the top of the range
+    // round-trips.
+    let genesis_state = |p: Param, v: U256| {
+        let mut g = GovernedParams::default();
+        g.0.insert(p, v);
+        let ex = Executor::new(ChainParams::default())
+            .with_module(Arc::new(Governance::new(g, table_source())));
+        let mut state = MemoryState::new();
+        state.apply(&ex.genesis(&[]).unwrap());
+        state
+    };
+    for p in [
+        Param::MinBaseFee,
+        Param::EmissionPerBlock,
+        Param::SlashDowntimeBps,
+    ] {
+        let state = genesis_state(p, U256::ZERO);
+        assert_eq!(read_param(&state, p).unwrap(), U256::ZERO, "{}", p.name());
+        assert_eq!(read_param_u64(&state, p).unwrap(), 0);
+    }
+    for p in Param::ALL {
+        let high = p.bounds().1;
+        let state = genesis_state(p, high);
+        assert_eq!(read_param(&state, p).unwrap(), high, "{}", p.name());
+    }
+    // Zero where the bounds refuse it is still refused.
+    let err = genesis_with(Param::GasLimit, U256::ZERO).unwrap_err();
     assert_eq!(
-        Some(err.reason),
-        reason(GovernanceError::ZeroValue("min_base_fee"))
+        err.reason,
+        "revert: governance: gas_limit must be between 1000000 and 1000000000, not 0: fix the genesis file"
     );
     assert!(genesis_with(Param::GasLimit, U256::from(1_000_000u64)).is_ok());
 }
@@ -919,22 +944,24 @@ fn bad_calls_revert_and_change_nothing() {
             btt(10),
             submit(
                 ProposalKind::ParamChange,
-                (U256::from(16u8), U256::from(1u8), end + 1).abi_encode_params(),
+                (U256::from(17u8), U256::from(1u8), end + 1).abi_encode_params(),
                 "x",
             )
             .abi_encode(),
-            GovernanceError::UnknownParam(16),
+            GovernanceError::UnknownParam(17),
         ),
         (
             PROPOSER,
             btt(10),
             submit(
                 ProposalKind::ParamChange,
-                param_change(Param::MinBaseFee, U256::ZERO, end + 1),
+                param_change(Param::GasLimit, U256::ZERO, end + 1),
                 "x",
             )
             .abi_encode(),
-            GovernanceError::ZeroValue("min_base_fee"),
+            GovernanceError::OutOfBounds(
+                "gas_limit must be between 1000000 and 1000000000, not 0".into(),
+            ),
         ),
         (
             PROPOSER,

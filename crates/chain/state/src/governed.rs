@@ -4,7 +4,13 @@
 //! [`param_slot`]. Genesis writes every value ([`GovernedParams`], defaults for a devnet);
 //! a passed ParamChange proposal overwrites one. Readers take the value at the parent state of
 //! the block they build or check, so a change is in force from the block after the one that
-//! wrote it. A value of zero in storage (never written) reads as the default.
+//! wrote it.
+//!
+//! # Encoding
+//! A value `v` is stored as `v + 1` ([`encode_param`]), so that a word of zero means "never
+//! written" and reads as the default, while zero itself stays a value governance can choose
+//! (a slash of 0 bps, no emission). Every writer goes through [`encode_param`] and every reader
+//! through [`decode_param`]; the bounds keep `v + 1` far below 2²⁵⁶.
 //!
 //! The epoch length is not here: consensus must agree on it before it can read any state, so it
 //! is fixed at genesis.
@@ -64,11 +70,14 @@ pub enum Param {
     /// Share of NoWithVeto among all votes that rejects a proposal and burns its deposit, in
     /// basis points.
     VetoBps,
+    /// Blocks an active validator may go without proposing before it is slashed
+    /// [`Param::SlashDowntimeBps`] and jailed (checked at each epoch's end).
+    DowntimeWindowBlocks,
 }
 
 impl Param {
     /// Every parameter, in id order.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::GasLimit,
         Self::MinBaseFee,
         Self::UnbondingBlocks,
@@ -84,6 +93,7 @@ impl Param {
         Self::QuorumBps,
         Self::ThresholdBps,
         Self::VetoBps,
+        Self::DowntimeWindowBlocks,
     ];
 
     /// The id used in calldata and storage (1-based, stable).
@@ -118,6 +128,7 @@ impl Param {
             Self::QuorumBps => "quorum_bps",
             Self::ThresholdBps => "threshold_bps",
             Self::VetoBps => "veto_bps",
+            Self::DowntimeWindowBlocks => "downtime_window_blocks",
         }
     }
 
@@ -143,6 +154,7 @@ impl Param {
             Self::VotingPeriodBlocks => (n(2u64), n(10_000_000u64)),
             Self::MinDeposit => (n(1u64), btt * n(1_000_000_000u64)),
             Self::QuorumBps | Self::ThresholdBps | Self::VetoBps => (n(1u64), n(10_000u64)),
+            Self::DowntimeWindowBlocks => (n(10u64), n(10_000_000u64)),
         }
     }
 
@@ -178,6 +190,7 @@ impl Param {
             Self::QuorumBps => n(3_340u64),
             Self::ThresholdBps => n(5_000u64),
             Self::VetoBps => n(3_340u64),
+            Self::DowntimeWindowBlocks => n(200u64),
         }
     }
 }
@@ -185,6 +198,19 @@ impl Param {
 /// The storage slot of `param` in the governance module.
 pub fn param_slot(param: Param) -> U256 {
     U256::from_be_bytes(keccak256([b"btt.param.".as_slice(), &[param.id()]].concat()).0)
+}
+
+/// The storage word of the value `value` (`value + 1`, see the module docs' encoding). The
+/// bounds keep every value far below `U256::MAX`; it saturates there anyway.
+pub fn encode_param(value: U256) -> U256 {
+    value.saturating_add(U256::from(1u64))
+}
+
+/// The value of `param` stored as `word`: the default for zero (never written), else
+/// `word − 1`.
+pub fn decode_param(param: Param, word: U256) -> U256 {
+    word.checked_sub(U256::from(1u64))
+        .unwrap_or_else(|| param.default_value())
 }
 
 /// The genesis values of the governed parameters: defaults, overridden by name.
@@ -207,14 +233,10 @@ impl GovernedParams {
     }
 }
 
-/// Reads `param` from a state (zero, never written, reads as the default).
+/// Reads `param` from a state (never written reads as the default).
 pub fn read_param(state: &impl StateReader, param: Param) -> Result<U256, StoreError> {
-    let value = state.storage(&governance_address(), &param_slot(param))?;
-    Ok(if value.is_zero() {
-        param.default_value()
-    } else {
-        value
-    })
+    let word = state.storage(&governance_address(), &param_slot(param))?;
+    Ok(decode_param(param, word))
 }
 
 /// Reads `param` as a `u64`, saturating.
@@ -224,12 +246,8 @@ pub fn read_param_u64(state: &impl StateReader, param: Param) -> Result<u64, Sto
 
 /// Reads `param` from inside a module call.
 pub fn param(ctx: &mut dyn ModuleContext, param: Param) -> Result<U256, ModuleError> {
-    let value = ctx.sload_at(governance_address(), param_slot(param))?;
-    Ok(if value.is_zero() {
-        param.default_value()
-    } else {
-        value
-    })
+    let word = ctx.sload_at(governance_address(), param_slot(param))?;
+    Ok(decode_param(param, word))
 }
 
 /// Bonded stake as governance weighs votes: implemented by the staking module over its storage
@@ -255,7 +273,21 @@ mod tests {
             assert_eq!(p.check(p.default_value()), Ok(()), "{}", p.name());
         }
         assert_eq!(Param::from_id(0), None);
-        assert_eq!(Param::from_id(16), None);
+        assert_eq!(Param::ALL.len(), 16);
+        assert_eq!(Param::DowntimeWindowBlocks.id(), 16);
+        assert_eq!(Param::from_id(17), None);
+        assert_eq!(
+            Param::from_name("downtime_window_blocks"),
+            Some(Param::DowntimeWindowBlocks)
+        );
+        assert_eq!(
+            Param::DowntimeWindowBlocks.default_value(),
+            U256::from(200u64)
+        );
+        assert!(Param::DowntimeWindowBlocks.check(U256::from(9u64)).is_err());
+        assert!(Param::DowntimeWindowBlocks
+            .check(U256::from(10_000_001u64))
+            .is_err());
         assert!(Param::GasLimit.check(U256::from(999_999u64)).is_err());
         let json = r#"{"gas_limit":"0x1c9c380","max_validators":"0x4"}"#;
         let g: GovernedParams = serde_json::from_str(json).unwrap();
@@ -265,6 +297,22 @@ mod tests {
             address_hex(governance_address()),
             "0x0000000000000000000000000000000000b77002"
         );
+    }
+
+    #[test]
+    fn values_are_stored_plus_one_so_zero_is_a_value() {
+        let p = Param::EmissionPerBlock;
+        // Never written: the default.
+        assert_eq!(decode_param(p, U256::ZERO), p.default_value());
+        assert_eq!(encode_param(U256::ZERO), U256::from(1u64));
+        assert_eq!(decode_param(p, encode_param(U256::ZERO)), U256::ZERO);
+        for q in Param::ALL {
+            let (low, high) = q.bounds();
+            for v in [low, high, q.default_value()] {
+                assert_eq!(decode_param(q, encode_param(v)), v, "{}", q.name());
+            }
+        }
+        assert_eq!(encode_param(U256::MAX), U256::MAX);
     }
 
     fn address_hex(a: Address) -> String {

@@ -87,8 +87,8 @@ pub use governance::{
     VoteOption, MAX_DESCRIPTION_BYTES, MAX_PROPOSALS_PER_HEIGHT, MAX_VOTERS_PER_PROPOSAL,
 };
 pub use governed::{
-    governance_address, param, param_slot, read_param, read_param_u64, staking_address,
-    GovernedParams, Param, StakeView,
+    decode_param, encode_param, governance_address, param, param_slot, read_param, read_param_u64,
+    staking_address, GovernedParams, Param, StakeView,
 };
 pub use modules::{
     abi, module_address, Bank, ModuleCall, ModuleContext, ModuleError, NativeModule, BANK_ADDRESS,

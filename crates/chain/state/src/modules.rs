@@ -121,6 +121,11 @@ pub trait ModuleContext {
     fn block_timestamp(&self) -> u64;
     /// The block's height (what `NUMBER` gives).
     fn block_number(&self) -> u64;
+    /// The operator address of the block's proposer (`BlockEnv::proposer`). Set in system calls
+    /// at the end of a block; [`Address::ZERO`] at genesis and inside transactions (the EVM's
+    /// coinbase is the fee collector, not the proposer), so only end-of-block code may rely on
+    /// it.
+    fn block_proposer(&self) -> Address;
     /// Whether this is the chain's own call (genesis or the end of a block, see
     /// [`NativeModule::end_block`]) rather than a transaction's. Only system calls may
     /// [`mint`](Self::mint) or [`burn`](Self::burn).
@@ -399,6 +404,11 @@ impl<CTX: ContextTr> ModuleContext for JournalContext<'_, CTX> {
 
     fn block_number(&self) -> u64 {
         self.ctx.block().number().saturating_to()
+    }
+
+    fn block_proposer(&self) -> Address {
+        // revm's beneficiary is the fee collector; the proposer is not in its block env.
+        Address::ZERO
     }
 
     fn is_system(&self) -> bool {

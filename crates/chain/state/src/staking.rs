@@ -9,7 +9,36 @@
 //! the last block of each epoch among that epoch's active set, pro rata to bonded tokens, less
 //! each validator's commission. Verified double-sign evidence slashes
 //! [`Param::SlashDoubleSignBps`] of a validator's tokens (burned), jails and tombstones it.
-//! Downtime is not slashed: consensus does not report signers yet.
+//! Downtime (see below) slashes [`Param::SlashDowntimeBps`] and jails without a tombstone.
+//!
+//! # End of block
+//! In this order: the block's unaccounted inflow (priority fees) and the emission join the
+//! pool; last block's slashes are burned; the block's proposer is recorded; unbonding entries
+//! maturing at this height are paid. At the last block of an epoch then: downtime is punished,
+//! the pool is shared over the ending epoch's set, and the next epoch's set is elected.
+//!
+//! # Downtime
+//! Consensus does not tell the chain who signed a block, but every block names its proposer
+//! (`BlockEnv::proposer`, see [`ModuleContext::block_proposer`]) and leaders rotate
+//! round-robin over the epoch's committee, so a validator that is online proposes regularly.
+//! Each block's end records `lastProposed = h` for its proposer (one write). At the end of the
+//! last block `h` of an epoch, before the pool is shared and the next set elected, every
+//! member of the ending set that is still bonded is checked: with `W =`
+//! [`Param::DowntimeWindowBlocks`] and `activeSince` the first height of its current
+//! uninterrupted membership (written when it enters the set), it is down when
+//! `h − max(lastProposed, activeSince) ≥ W`: it has been in the set for the whole window and
+//! proposed none of its blocks. It then loses [`Param::SlashDowntimeBps`] of its tokens
+//! (burned at the next block's end, like evidence slashing; every delegator falls by the same
+//! fraction), is jailed until `h + 1 +` [`Param::JailBlocks`] (not tombstoned), earns nothing
+//! from the ending epoch's pool and is not elected. From `jailedUntil` on it may `unjail()`;
+//! it is then a candidate at the next boundary again, and its `activeSince` restarts when it
+//! re-enters, so it has a full window before it can be punished again. The check costs
+//! O(set size) per epoch.
+//!
+//! The rule cannot tell a crashed validator from one whose views the chain skipped: with a
+//! small committee and a short window, a validator that is online but keeps timing out as
+//! leader can go a window without proposing. That is the behaviour it exists to punish; pick
+//! `W` well above committee size × the views a leader may miss by bad luck.
 //!
 //! # Accounting
 //! Each validator has tokens `T` and shares `S`; a delegation holding `s` shares is worth
@@ -37,8 +66,10 @@
 //! - tag 1 validator record by operator: `+0` meta (commission bps bits 0..16, status 16..24,
 //!   epoch of the last commission edit + 1 at 24..88, jailed-until height 88..152), `+1` T,
 //!   `+2` S, `+3` acc, `+4` unpaid commission, `+5` Σ unbonding from it, `+6` identity,
-//!   `+7..+8` BLS key (48 bytes), `+9..+11` proof of possession (96 bytes). Keys are written
-//!   once, never changed, and a record is never deleted;
+//!   `+7..+8` BLS key (48 bytes), `+9..+11` proof of possession (96 bytes), `+12` the last
+//!   height it proposed a block (0: never), `+13` the first height of its current run in the
+//!   active set (written when it enters). Keys are written once, never changed, and a record
+//!   is never deleted;
 //! - tag 2 identity → operator; tag 3 validator list `index → operator` (registration order);
 //! - tag 4 delegation by `delegator ‖ validator`: `+0` shares, `+1` acc snapshot, `+2` owed
 //!   rewards, `+3` position in the delegator's list + 1; tags 5/6 the delegator's list (length,
@@ -51,6 +82,7 @@
 //!   history costs one word per member and epoch;
 //! - tag 14 punished offences: `keccak256(evidence)` and `keccak256(validator ‖ epoch ‖ view)`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
@@ -139,6 +171,10 @@ pub(crate) mod abi {
                 uint256 amount,
                 bytes32 evidenceHash
             );
+            /// `validator` proposed no block in the last `downtime_window_blocks` blocks up to
+            /// `height` (the last block of an epoch): `amount` will be burned at the next
+            /// block's end and the validator is jailed (not tombstoned).
+            event DowntimeSlashed(address indexed validator, uint64 height, uint256 amount);
 
             /// Registers the caller as a validator bonding the call's value (at least the
             /// `min_self_bond` parameter) with ed25519 `identity`, BLS key `bls` (48 bytes) and
@@ -157,7 +193,7 @@ pub(crate) mod abi {
             /// Changes the caller's commission (by at most `max_commission_change_bps`, once
             /// per epoch).
             function editCommission(uint16 bps) external;
-            /// Leaves jail after `jail_blocks` (never after a tombstone).
+            /// Leaves jail from `jailedUntil` on (never after a tombstone).
             function unjail() external;
             /// Punishes double signing proven by `evidence` (anyone may submit it).
             function submitEvidence(bytes evidence) external;
@@ -403,6 +439,11 @@ pub struct ValidatorRecord {
     pub unbonding: U256,
     /// The epoch of the last commission edit.
     pub commission_edited_epoch: Option<u64>,
+    /// The last height at which it proposed a block (0: never).
+    pub last_proposed: u64,
+    /// The first height of its latest uninterrupted run in the active set (meaningful while it
+    /// is in the set; 0 for a genesis member that never left).
+    pub active_since: u64,
 }
 
 /// One delegation.
@@ -500,6 +541,8 @@ const V_UNBONDING: u64 = 5;
 const V_IDENTITY: u64 = 6;
 const V_BLS: u64 = 7;
 const V_POP: u64 = 9;
+const V_LAST_PROPOSED: u64 = 12;
+const V_ACTIVE_SINCE: u64 = 13;
 
 // Delegation fields.
 const D_SHARES: u64 = 0;
@@ -854,6 +897,9 @@ fn load_totals<S: Slots + ?Sized>(s: &mut S) -> Result<StakingTotals, ModuleErro
 fn record_of<S: Slots + ?Sized>(s: &mut S, v: Validator) -> Result<ValidatorRecord, ModuleError> {
     let own = load_delegation(s, v.address, v.address)?;
     let self_bond = v.value(own.shares)?;
+    let base = validator_base(v.address);
+    let last_proposed = low_u64(s.get(field(base, V_LAST_PROPOSED))?, 0);
+    let active_since = low_u64(s.get(field(base, V_ACTIVE_SINCE))?, 0);
     Ok(ValidatorRecord {
         address: v.address,
         key: load_key(s, v.address)?,
@@ -866,6 +912,8 @@ fn record_of<S: Slots + ?Sized>(s: &mut S, v: Validator) -> Result<ValidatorReco
         commission_unpaid: v.commission,
         unbonding: v.unbonding,
         commission_edited_epoch: v.meta.edit_epoch.checked_sub(1),
+        last_proposed,
+        active_since,
     })
 }
 
@@ -1652,10 +1700,78 @@ impl Staking {
         ctx.sstore(G_POOL, sub(pool, add(to_delegators, to_commission)?)?)
     }
 
+    /// Records the block's proposer: `lastProposed = h` when it is a registered validator.
+    /// One read and at most one write.
+    fn record_proposer(ctx: &mut dyn ModuleContext, h: u64) -> Result<(), ModuleError> {
+        let proposer = ctx.block_proposer();
+        if proposer.is_zero() {
+            return Ok(());
+        }
+        let base = validator_base(proposer);
+        if Meta::decode(ctx.sload(field(base, V_META))?).status == 0 {
+            return Ok(());
+        }
+        ctx.sstore(field(base, V_LAST_PROPOSED), U256::from(h))
+    }
+
+    /// Slashes and jails every bonded member of `epoch`'s set that proposed nothing in the
+    /// downtime window ending at `h` (see the module docs). O(set size).
+    fn punish_downtime(ctx: &mut dyn ModuleContext, epoch: u64, h: u64) -> Result<(), ModuleError> {
+        let window = param(ctx, Param::DowntimeWindowBlocks)?
+            .saturating_to::<u64>()
+            .max(1);
+        if h < window {
+            return Ok(());
+        }
+        let set = load_set(ctx, epoch)?.unwrap_or_default();
+        let mut terms = None;
+        for a in set {
+            let Some(mut v) = load_validator(ctx, a)? else {
+                continue;
+            };
+            if v.status() != Some(ValidatorStatus::Bonded) {
+                continue;
+            }
+            let base = validator_base(a);
+            let last = low_u64(ctx.sload(field(base, V_LAST_PROPOSED))?, 0);
+            let since = low_u64(ctx.sload(field(base, V_ACTIVE_SINCE))?, 0);
+            if h.saturating_sub(last.max(since)) < window {
+                continue;
+            }
+            let (bps, jail) = match terms {
+                Some(t) => t,
+                None => {
+                    let bps =
+                        param(ctx, Param::SlashDowntimeBps)?.min(U256::from(MAX_COMMISSION_BPS));
+                    let jail = param(ctx, Param::JailBlocks)?.saturating_to::<u64>();
+                    *terms.insert((bps, jail))
+                }
+            };
+            let amount = mul_div(v.tokens, bps, U256::from(MAX_COMMISSION_BPS))?;
+            v.tokens = sub(v.tokens, amount)?;
+            v.meta.status = STATUS_JAILED;
+            v.meta.jailed_until = h.saturating_add(1).saturating_add(jail);
+            Self::store_validator_numbers(ctx, &v)?;
+            Self::store_meta(ctx, &v)?;
+            Self::sub_global(ctx, G_TOTAL_BONDED, amount)?;
+            Self::add_global(ctx, G_PENDING_BURN, amount)?;
+            Self::emit(
+                ctx,
+                &IStaking::DowntimeSlashed {
+                    validator: a,
+                    height: h,
+                    amount,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
     /// Elects and stores the active set of `epoch`: the top `max_validators` bonded validators
     /// by tokens (ties by address) whose operator's self-bond is at least `min_self_bond`.
-    /// O(validators).
-    fn elect(ctx: &mut dyn ModuleContext, epoch: u64) -> Result<(), ModuleError> {
+    /// A member that was not in the previous epoch's set gets `activeSince` = the epoch's
+    /// first height. O(validators).
+    fn elect(&self, ctx: &mut dyn ModuleContext, epoch: u64) -> Result<(), ModuleError> {
         let max = param(ctx, Param::MaxValidators)?.saturating_to::<usize>();
         let min = param(ctx, Param::MinSelfBond)?;
         let mut candidates = Vec::new();
@@ -1674,8 +1790,16 @@ impl Staking {
         }
         candidates.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
         candidates.truncate(max);
+        let previous: BTreeSet<Address> = match epoch.checked_sub(1) {
+            Some(e) => load_set(ctx, e)?.unwrap_or_default().into_iter().collect(),
+            None => BTreeSet::new(),
+        };
+        let first = epoch.saturating_mul(self.epoch_length);
         for (i, (_, a)) in candidates.iter().enumerate() {
             ctx.sstore(set_item_slot(epoch, i as u64), address_to_word(*a))?;
+            if !previous.contains(a) {
+                ctx.sstore(field(validator_base(*a), V_ACTIVE_SINCE), U256::from(first))?;
+            }
         }
         ctx.sstore(set_len_slot(epoch), U256::from(candidates.len() + 1))
     }
@@ -1850,7 +1974,7 @@ impl NativeModule for Staking {
             ctx.mint(g.self_bond)?;
             self.register(ctx, g.operator, &g.key, g.commission_bps, g.self_bond)?;
         }
-        Self::elect(ctx, 0)
+        self.elect(ctx, 0)
     }
 
     fn end_block(&self, ctx: &mut dyn ModuleContext) -> Result<(), ModuleError> {
@@ -1876,11 +2000,14 @@ impl NativeModule for Staking {
             ctx.burn(totals.pending_burn)?;
             ctx.sstore(G_PENDING_BURN, U256::ZERO)?;
         }
+        Self::record_proposer(ctx, h)?;
         Self::pay_matured(ctx, h)?;
         if self.is_epoch_end(h) {
             let epoch = self.epoch_of(h);
+            // Before the pool is shared, so a validator that was down earns nothing for it.
+            Self::punish_downtime(ctx, epoch, h)?;
             Self::distribute(ctx, epoch)?;
-            Self::elect(ctx, epoch + 1)?;
+            self.elect(ctx, epoch + 1)?;
         }
         Ok(())
     }

@@ -119,6 +119,17 @@ struct Sent {
     logs: Vec<Log>,
 }
 
+/// Who proposes each block of a test chain.
+#[derive(Clone, Debug)]
+enum Leaders {
+    /// Round-robin over the block's epoch set (the member at `height mod size` leads), skipping
+    /// the `offline` members as consensus skips their views: the next online member leads. A
+    /// non-validator proposes when every member is offline.
+    RoundRobin { offline: Vec<Address> },
+    /// Always this address.
+    Fixed(Address),
+}
+
 /// A chain with the staking module, accounts `1..=n` holding 1,000,000 BTT each, base fee zero
 /// (so balances move only by staking and by tips), and governed parameters set in state.
 struct Chain {
@@ -128,6 +139,9 @@ struct Chain {
     number: u64,
     /// Tip per gas of the next transactions (paid to the staking module).
     tip: u128,
+    leaders: Leaders,
+    /// A funded address that is never a validator.
+    nobody: Address,
 }
 
 impl Chain {
@@ -156,7 +170,7 @@ impl Chain {
             },
         );
         for (p, v) in params {
-            changes.set_storage(governance_address(), param_slot(*p), *v);
+            changes.set_storage(governance_address(), param_slot(*p), encode_param(*v));
         }
         state.apply(&changes);
         Self {
@@ -165,6 +179,38 @@ impl Chain {
             nonces: vec![0; usize::from(n) + 1],
             number: 1,
             tip: 0,
+            leaders: Leaders::RoundRobin {
+                offline: Vec::new(),
+            },
+            nobody: address_of(key(200)),
+        }
+    }
+
+    /// The proposer of the next block.
+    fn proposer(&self) -> Address {
+        match &self.leaders {
+            Leaders::Fixed(a) => *a,
+            Leaders::RoundRobin { offline } => {
+                let set = committee_of(&self.state, self.number / EPOCH)
+                    .unwrap()
+                    .unwrap_or_default();
+                let n = set.len();
+                (0..n)
+                    .map(|i| set[(self.number as usize + i) % n].0)
+                    .find(|a| !offline.contains(a))
+                    .unwrap_or(self.nobody)
+            }
+        }
+    }
+
+    /// Takes `a` offline (it stops proposing) or brings it back.
+    fn set_offline(&mut self, a: Address, off: bool) {
+        let Leaders::RoundRobin { offline } = &mut self.leaders else {
+            panic!("fixed leader");
+        };
+        offline.retain(|x| *x != a);
+        if off {
+            offline.push(a);
         }
     }
 
@@ -172,7 +218,7 @@ impl Chain {
         BlockEnv {
             number: self.number,
             timestamp_ms: (T0 + self.number) * 1000,
-            proposer: address_of(key(200)),
+            proposer: self.proposer(),
             base_fee: 0,
             gas_limit: 30_000_000,
         }
@@ -989,6 +1035,9 @@ fn active_set_changes_only_at_epoch_boundaries() {
 #[test]
 fn bad_calls_revert_and_change_nothing() {
     let mut chain = Chain::new(3, vec![genesis_stake(11, btt(1_000), 100)], &[]);
+    // The proposer's record would change at every block: lead with a non-validator (the test
+    // stays far below a downtime window).
+    chain.leaders = Leaders::Fixed(chain.nobody);
     let (a, me, nobody) = (address_of(key(11)), address_of(key(1)), address_of(key(99)));
     assert!(
         chain
