@@ -970,6 +970,229 @@ fn evidence_slashes_exactly_tombstones_and_is_refused_twice() {
 
 // --- Active set -------------------------------------------------------------------------------
 
+// --- Downtime ---------------------------------------------------------------------------------
+
+fn burned(chain: &Chain) -> U256 {
+    chain
+        .state
+        .storage(&BANK_ADDRESS, &BANK_BURNED_SLOT)
+        .unwrap()
+}
+
+fn info(chain: &Chain, a: Address) -> ValidatorRecord {
+    validator_info(&chain.state, a).unwrap().unwrap()
+}
+
+#[test]
+fn downtime_slashes_jails_and_unjail_brings_the_validator_back() {
+    const WINDOW: u64 = 18;
+    const JAIL: u64 = 5;
+    let mut chain = Chain::new(
+        13,
+        vec![
+            genesis_stake(11, btt(2_000), 0),
+            genesis_stake(12, btt(1_500), 0),
+            genesis_stake(13, btt(1_000), 0),
+        ],
+        &[
+            (Param::DowntimeWindowBlocks, U256::from(WINDOW)),
+            (Param::SlashDowntimeBps, U256::from(100u64)),
+            (Param::JailBlocks, U256::from(JAIL)),
+        ],
+    );
+    let (a, b, c, del) = (
+        address_of(key(11)),
+        address_of(key(12)),
+        address_of(key(13)),
+        address_of(key(1)),
+    );
+    assert_eq!(chain.set(0), Some(vec![a, b, c]));
+    // Leaders go round-robin: block 1 is B's, block 2 C's.
+    assert_eq!(chain.proposer(), b);
+    assert!(
+        chain
+            .send(1, btt(300), IStaking::delegateCall { validator: b })
+            .success
+    );
+    chain.block(Vec::new());
+    assert_eq!(
+        (info(&chain, b).last_proposed, info(&chain, c).last_proposed),
+        (1, 2)
+    );
+    assert_eq!(info(&chain, a).last_proposed, 0);
+    // B and C stop proposing; A leads every block.
+    chain.set_offline(b, true);
+    chain.set_offline(c, true);
+    assert_eq!(chain.proposer(), a);
+    chain.advance_to(2 * EPOCH - 1);
+    // Block 9 (9 − 1 < 18) left everyone alone; both are still in epoch 1's set.
+    assert_eq!(chain.set(1), Some(vec![a, b, c]));
+    assert_eq!(info(&chain, b).status, ValidatorStatus::Bonded);
+    assert_eq!(info(&chain, a).last_proposed, 2 * EPOCH - 2);
+    let h = chain.number;
+    let (bonded, b_rewards, burned_before) = (
+        chain.view(IStaking::totalBondedCall {}),
+        chain.pending(del, b),
+        burned(&chain),
+    );
+    chain.block(Vec::new());
+    // At the end of block 19 B has gone 18 blocks without proposing: 1 % of 1,800 BTT.
+    let slashed = btt(18);
+    let jailed = info(&chain, b);
+    assert_eq!(
+        (
+            jailed.status,
+            jailed.jailed_until,
+            jailed.tokens,
+            jailed.self_bond
+        ),
+        (
+            ValidatorStatus::Jailed,
+            h + 1 + JAIL,
+            btt(1_800) - slashed,
+            btt(1_485)
+        )
+    );
+    assert_eq!(chain.value_of(del, b), btt(297));
+    assert_eq!(chain.view(IStaking::totalBondedCall {}), bonded - slashed);
+    assert_eq!(staking_totals(&chain.state).unwrap().pending_burn, slashed);
+    // Jailed before the pool was shared: B's delegators earned nothing for epoch 1.
+    assert_eq!(chain.pending(del, b), b_rewards);
+    // C proposed at block 2, 17 blocks ago: untouched; so is A.
+    assert_eq!(info(&chain, c).status, ValidatorStatus::Bonded);
+    assert_eq!(info(&chain, c).tokens, btt(1_000));
+    assert_eq!(info(&chain, a).tokens, btt(2_000));
+    assert_eq!(chain.set(2), Some(vec![a, c]));
+    chain.check_accounting();
+    // The slash is burned at the next block's end.
+    chain.set_offline(c, false);
+    chain.block(Vec::new());
+    assert_eq!(burned(&chain), burned_before + slashed);
+    assert_eq!(
+        staking_totals(&chain.state).unwrap().pending_burn,
+        U256::ZERO
+    );
+    chain.check_accounting();
+
+    // No unjailing before block h + 1 + JAIL.
+    let until = h + 1 + JAIL;
+    chain.advance_to(until - 1);
+    assert_eq!(
+        chain.dry_run(12, U256::ZERO, &IStaking::unjailCall {}),
+        reason(StakingError::StillJailed {
+            until,
+            now: until - 1
+        })
+    );
+    assert!(!chain.send(12, U256::ZERO, IStaking::unjailCall {}).success);
+    assert_eq!(info(&chain, b).status, ValidatorStatus::Jailed);
+    let sent = chain.send(12, U256::ZERO, IStaking::unjailCall {});
+    assert!(sent.success);
+    assert_eq!(
+        IStaking::Unjailed::decode_log_data(&sent.logs[0].data)
+            .unwrap()
+            .validator,
+        b
+    );
+    assert_eq!(info(&chain, b).status, ValidatorStatus::Bonded);
+    assert_eq!(
+        chain.dry_run(12, U256::ZERO, &IStaking::unjailCall {}),
+        reason(StakingError::NotJailed(b))
+    );
+    // Not in epoch 2's set, elected again for epoch 3 with a fresh membership.
+    assert_eq!(chain.view(IStaking::activeSetCall {}), vec![a, c]);
+    chain.advance_to(3 * EPOCH);
+    assert_eq!(chain.set(3), Some(vec![a, b, c]));
+    assert_eq!(info(&chain, b).active_since, 3 * EPOCH);
+    assert_eq!(info(&chain, a).active_since, 0);
+    // Still offline, it is left alone until a full window of its new membership has passed:
+    // at block 39 (39 − 30 < 18) and slashed at block 49 (49 − 30 ≥ 18).
+    chain.advance_to(4 * EPOCH);
+    assert_eq!(info(&chain, b).status, ValidatorStatus::Bonded);
+    assert_eq!(chain.set(4), Some(vec![a, b, c]));
+    chain.advance_to(5 * EPOCH);
+    let again = info(&chain, b);
+    let second = (btt(1_800) - slashed) / U256::from(100u64);
+    assert_eq!(second, milli(17_820));
+    assert_eq!(
+        (again.status, again.jailed_until, again.tokens),
+        (
+            ValidatorStatus::Jailed,
+            5 * EPOCH + JAIL,
+            btt(1_800) - slashed - second
+        )
+    );
+    assert_eq!(chain.set(5), Some(vec![a, c]));
+    // The online validators were never touched.
+    assert_eq!(
+        (info(&chain, a).tokens, info(&chain, c).tokens),
+        (btt(2_000), btt(1_000))
+    );
+    chain.check_accounting();
+}
+
+#[test]
+fn a_new_member_gets_a_full_window_before_its_downtime_counts() {
+    let mut chain = Chain::new(
+        13,
+        vec![genesis_stake(11, btt(2_000), 0)],
+        &[
+            (Param::DowntimeWindowBlocks, U256::from(18u64)),
+            (Param::SlashDowntimeBps, U256::from(250u64)),
+        ],
+    );
+    let (a, d) = (address_of(key(11)), address_of(key(2)));
+    // D registers in epoch 0 and never proposes.
+    chain.set_offline(d, true);
+    assert!(chain.send(2, btt(1_000), create_call(2, 0)).success);
+    chain.advance_to(EPOCH);
+    assert_eq!(chain.set(1), Some(vec![a, d]));
+    assert_eq!(info(&chain, d).active_since, EPOCH);
+    assert_eq!(info(&chain, d).last_proposed, 0);
+    // Block 19: only 9 blocks of membership.
+    chain.advance_to(2 * EPOCH);
+    assert_eq!(info(&chain, d).status, ValidatorStatus::Bonded);
+    assert_eq!(chain.set(2), Some(vec![a, d]));
+    // Block 29: 19 ≥ 18 blocks in the set without proposing; 2.5 % of 1,000 BTT.
+    chain.advance_to(3 * EPOCH);
+    let r = info(&chain, d);
+    assert_eq!(
+        (r.status, r.tokens, r.jailed_until),
+        (
+            ValidatorStatus::Jailed,
+            btt(975),
+            3 * EPOCH + Param::JailBlocks.default_value().to::<u64>()
+        )
+    );
+    assert_eq!(chain.set(3), Some(vec![a]));
+    assert_eq!(info(&chain, a).status, ValidatorStatus::Bonded);
+    assert_eq!(
+        IStaking::DowntimeSlashed::SIGNATURE,
+        "DowntimeSlashed(address,uint64,uint256)"
+    );
+    chain.check_accounting();
+}
+
+#[test]
+fn validators_that_lead_their_turns_are_never_down() {
+    // Every member leads every third block: nobody is ever down.
+    let mut chain = Chain::new(
+        3,
+        vec![
+            genesis_stake(11, btt(2_000), 0),
+            genesis_stake(12, btt(1_500), 0),
+            genesis_stake(13, btt(1_000), 0),
+        ],
+        &[(Param::DowntimeWindowBlocks, U256::from(10u64))],
+    );
+    chain.advance_to(10 * EPOCH);
+    for v in validators(&chain.state).unwrap() {
+        assert_eq!(v.status, ValidatorStatus::Bonded);
+        assert!(v.last_proposed >= 10 * EPOCH - 3, "{v:?}");
+    }
+    assert_eq!(chain.set(10).unwrap().len(), 3);
+}
+
 #[test]
 fn active_set_changes_only_at_epoch_boundaries() {
     let mut chain = Chain::new(
