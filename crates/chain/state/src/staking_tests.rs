@@ -1553,6 +1553,8 @@ impl Rng {
 const DELEGATORS: [u8; 6] = [1, 2, 3, 4, 5, 6];
 const OPERATORS: [u8; 4] = [11, 12, 13, 7];
 const UNBONDING: u64 = 6;
+const DOWNTIME_WINDOW: u64 = 30;
+const DOWNTIME_JAIL: u64 = 15;
 
 #[derive(Default)]
 struct Tally {
@@ -1563,6 +1565,102 @@ struct Tally {
     slashed: usize,
     refused: usize,
     matured: usize,
+    down: usize,
+    unjailed: usize,
+}
+
+/// The test's own account of who led each block and since when each validator is in the set,
+/// to predict every downtime slash exactly.
+struct DowntimeModel {
+    window: u64,
+    bps: u64,
+    jail: u64,
+    last: std::collections::BTreeMap<Address, u64>,
+    since: std::collections::BTreeMap<Address, u64>,
+    /// Slashed at the last block's end, burned at the next one's.
+    pending: U256,
+    slashed: usize,
+}
+
+impl DowntimeModel {
+    /// The members the end of the next block will slash for downtime, with their tokens now.
+    fn predict(&self, chain: &Chain) -> Vec<(Address, U256)> {
+        let h = chain.number;
+        if !(h + 1).is_multiple_of(EPOCH) {
+            return Vec::new();
+        }
+        let proposer = chain.proposer();
+        chain
+            .set(h / EPOCH)
+            .unwrap()
+            .into_iter()
+            .filter_map(|a| {
+                let v = validator_info(&chain.state, a).unwrap()?;
+                let last = if a == proposer {
+                    h
+                } else {
+                    self.last.get(&a).copied().unwrap_or(0)
+                };
+                let since = self.since.get(&a).copied().unwrap_or(0);
+                (v.status == ValidatorStatus::Bonded && h - last.max(since) >= self.window)
+                    .then_some((a, v.tokens))
+            })
+            .collect()
+    }
+
+    /// Runs one block and checks its downtime slashes against the model; returns the block's
+    /// results and the wei of earlier downtime slashes burned at its end. A block that slashes
+    /// must carry no transaction (so the slashed tokens are known exactly).
+    fn block(&mut self, chain: &mut Chain, txs: Vec<RecoveredTx>) -> (Vec<Sent>, U256) {
+        let h = chain.number;
+        let down = self.predict(chain);
+        assert!(
+            down.is_empty() || txs.is_empty(),
+            "block {h}: a downtime slash is due, send nothing"
+        );
+        let proposer = chain.proposer();
+        if validator_info(&chain.state, proposer).unwrap().is_some() {
+            self.last.insert(proposer, h);
+        }
+        let sent = chain.block(txs);
+        let burned_now = std::mem::take(&mut self.pending);
+        for (a, tokens) in down {
+            let amount = tokens * U256::from(self.bps) / U256::from(10_000u64);
+            let v = validator_info(&chain.state, a).unwrap().unwrap();
+            assert_eq!(
+                (v.status, v.tokens, v.jailed_until),
+                (ValidatorStatus::Jailed, tokens - amount, h + 1 + self.jail),
+                "block {h} validator {a}"
+            );
+            self.pending += amount;
+            self.slashed += 1;
+        }
+        assert_eq!(
+            staking_totals(&chain.state).unwrap().pending_burn,
+            self.pending,
+            "block {h}"
+        );
+        if (h + 1).is_multiple_of(EPOCH) {
+            let e = h / EPOCH;
+            let old = chain.set(e).unwrap();
+            for a in chain.set(e + 1).unwrap() {
+                if !old.contains(&a) {
+                    self.since.insert(a, (e + 1) * EPOCH);
+                }
+            }
+        }
+        // The module's records agree with the model.
+        for (a, last) in &self.last {
+            let v = validator_info(&chain.state, *a).unwrap().unwrap();
+            assert_eq!(v.last_proposed, *last, "block {h} validator {a}");
+        }
+        for a in chain.set(chain.number / EPOCH).unwrap() {
+            let v = validator_info(&chain.state, a).unwrap().unwrap();
+            let since = self.since.get(&a).copied().unwrap_or(0);
+            assert_eq!(v.active_since, since, "block {h} validator {a}");
+        }
+        (sent, burned_now)
+    }
 }
 
 /// Checks everything the module promises after a block.
@@ -1602,6 +1700,7 @@ fn check_all(chain: &Chain, actors: &[Address], ops: &[Address]) {
 
 fn random_run(seed: u64, steps: usize, tally: &mut Tally) {
     let mut rng = Rng(seed);
+    let mut dt_rng = Rng(!seed);
     let genesis: Vec<_> = OPERATORS[..3]
         .iter()
         .map(|n| {
@@ -1622,8 +1721,20 @@ fn random_run(seed: u64, steps: usize, tally: &mut Tally) {
                 Param::SlashDoubleSignBps,
                 U256::from(1_000u64 + 1_000 * (seed % 3)),
             ),
+            (Param::DowntimeWindowBlocks, U256::from(DOWNTIME_WINDOW)),
+            (Param::SlashDowntimeBps, U256::from(100 + 200 * (seed % 3))),
+            (Param::JailBlocks, U256::from(DOWNTIME_JAIL)),
         ],
     );
+    let mut dt = DowntimeModel {
+        window: DOWNTIME_WINDOW,
+        bps: 100 + 200 * (seed % 3),
+        jail: DOWNTIME_JAIL,
+        last: Default::default(),
+        since: Default::default(),
+        pending: U256::ZERO,
+        slashed: 0,
+    };
     let actors: Vec<Address> = DELEGATORS
         .iter()
         .chain(&OPERATORS)
@@ -1651,7 +1762,7 @@ fn random_run(seed: u64, steps: usize, tally: &mut Tally) {
         } else {
             0
         };
-        let who = if rng.chance(25) {
+        let mut who = if rng.chance(25) {
             OPERATORS[rng.below(4) as usize]
         } else {
             DELEGATORS[rng.below(6) as usize]
@@ -1670,7 +1781,37 @@ fn random_run(seed: u64, steps: usize, tally: &mut Tally) {
                 && !(i.shares > U256::ZERO && i.tokens.is_zero())
         });
         let value = chain.value_of(me, v);
+        // An operator (never validator 0, so one always leads) goes offline or comes back.
+        // Downtime draws from its own generator so the other steps' draws stay as they were.
+        if dt_rng.chance(5) {
+            let live: Vec<Address> = ops[1..]
+                .iter()
+                .copied()
+                .filter(|a| {
+                    validator_info(&chain.state, *a)
+                        .unwrap()
+                        .is_some_and(|i| i.status != ValidatorStatus::Tombstoned)
+                })
+                .collect();
+            if !live.is_empty() {
+                let target = live[dt_rng.below(live.len() as u64) as usize];
+                chain.set_offline(target, dt_rng.chance(50));
+            }
+        }
+        // Half the time, a jailed operator (if any) may try to unjail in this step.
+        let jailed = OPERATORS
+            .iter()
+            .zip(&ops)
+            .filter_map(|(n, a)| {
+                let i = validator_info(&chain.state, *a).unwrap()?;
+                (i.status == ValidatorStatus::Jailed).then_some((*n, i.jailed_until))
+            })
+            .nth(dt_rng.below(4) as usize)
+            .filter(|_| dt_rng.chance(50));
+        // A block that slashes for downtime carries nothing, so the model knows the tokens.
+        let quiet = !dt.predict(&chain).is_empty();
         let roll = rng.below(100);
+        let roll = if quiet { 99 } else { roll };
         // Wei taken out of the (me, v) delegation by this step, if it succeeds.
         let mut taken = U256::ZERO;
         // (transaction, expected success, balance change of the sender before fees)
@@ -1800,11 +1941,23 @@ fn random_run(seed: u64, steps: usize, tally: &mut Tally) {
                     if exists { U256::ZERO } else { btt(1_000) },
                 )
             }
+            85..=99 if !quiet && jailed.is_some() => {
+                // A jailed operator tries to leave jail (refused before `jailedUntil`).
+                let (n, until) = jailed.unwrap_or_default();
+                who = n;
+                let ok = chain.number >= until;
+                if ok {
+                    tally.unjailed += 1;
+                }
+                let tx = chain.tx(who, U256::ZERO, IStaking::unjailCall {});
+                (Some(tx), ok, U256::ZERO, U256::ZERO)
+            }
             _ => (None, true, U256::ZERO, U256::ZERO),
         };
         let tip = chain.tip;
         let height = chain.number;
-        let sent = chain.block(tx.into_iter().collect());
+        let (sent, burned_now) = dt.block(&mut chain, tx.into_iter().collect());
+        burned += burned_now;
         if sent.first().is_some_and(|s| s.success) && !taken.is_zero() {
             // Rounding never favours the one who leaves.
             let after = chain.value_of(me, v);
@@ -1853,9 +2006,26 @@ fn random_run(seed: u64, steps: usize, tally: &mut Tally) {
         check_all(&chain, &actors, &ops);
     }
 
+    // Everyone comes back online; after two epoch ends every member of the set has led a
+    // block in the window, so nobody is down again.
+    chain.leaders = Leaders::RoundRobin {
+        offline: Vec::new(),
+    };
+    chain.tip = 0;
+    let settled = (chain.number / EPOCH + 2) * EPOCH;
+    while chain.number < settled {
+        let h = chain.number;
+        let (_, burned_now) = dt.block(&mut chain, Vec::new());
+        burned += burned_now;
+        minted += emission();
+        for (i, amount) in due.remove(&h).unwrap_or_default() {
+            expected[i] += amount;
+        }
+    }
+    tally.down += dt.slashed;
+
     // Everyone leaves with exactly what the views say: first every undelegation (no stake is
     // left to earn), then every withdrawal.
-    chain.tip = 0;
     let keys: Vec<u8> = DELEGATORS.iter().chain(&OPERATORS).copied().collect();
     for (i, a) in actors.iter().enumerate() {
         for d in delegations_of(&chain.state, *a).unwrap() {
@@ -1871,7 +2041,9 @@ fn random_run(seed: u64, steps: usize, tally: &mut Tally) {
                 .or_default()
                 .push((i, d.tokens));
             let h = chain.number;
-            assert!(chain.block(vec![tx])[0].success);
+            let (sent, burned_now) = dt.block(&mut chain, vec![tx]);
+            assert!(sent[0].success);
+            burned += burned_now;
             minted += emission();
             for (j, amount) in due.remove(&h).unwrap_or_default() {
                 expected[j] += amount;
@@ -1898,7 +2070,9 @@ fn random_run(seed: u64, steps: usize, tally: &mut Tally) {
                 IStaking::withdrawRewardsCall { validator: *v },
             );
             let h = chain.number;
-            assert!(chain.block(vec![tx])[0].success);
+            let (sent, burned_now) = dt.block(&mut chain, vec![tx]);
+            assert!(sent[0].success);
+            burned += burned_now;
             minted += emission();
             expected[i] += pay;
             for (j, amount) in due.remove(&h).unwrap_or_default() {
@@ -1909,7 +2083,8 @@ fn random_run(seed: u64, steps: usize, tally: &mut Tally) {
     let last = chain.number + UNBONDING + 1;
     while chain.number < last {
         let h = chain.number;
-        chain.block(Vec::new());
+        let (_, burned_now) = dt.block(&mut chain, Vec::new());
+        burned += burned_now;
         minted += emission();
         for (i, amount) in due.remove(&h).unwrap_or_default() {
             expected[i] += amount;
@@ -1945,17 +2120,20 @@ fn random_staking_sequences_keep_the_invariants() {
         random_run(seed, 2_000, &mut tally);
     }
     println!(
-        "delegated {}, undelegated {}, redelegated {}, withdrawn {}, slashed {}, refused {}, matured {}",
+        "delegated {}, undelegated {}, redelegated {}, withdrawn {}, slashed {}, refused {}, matured {}, down {}, unjailed {}",
         tally.delegated,
         tally.undelegated,
         tally.redelegated,
         tally.withdrawn,
         tally.slashed,
         tally.refused,
-        tally.matured
+        tally.matured,
+        tally.down,
+        tally.unjailed
     );
     assert!(tally.delegated > 500 && tally.undelegated > 300 && tally.redelegated > 100);
     assert!(
         tally.withdrawn > 200 && tally.slashed >= 4 && tally.refused > 50 && tally.matured > 300
     );
+    assert!(tally.down >= 8 && tally.unjailed >= 5);
 }
