@@ -35,10 +35,12 @@
 //! re-enters, so it has a full window before it can be punished again. The check costs
 //! O(set size) per epoch.
 //!
-//! The rule cannot tell a crashed validator from one whose views the chain skipped: with a
-//! small committee and a short window, a validator that is online but keeps timing out as
-//! leader can go a window without proposing. That is the behaviour it exists to punish; pick
-//! `W` well above committee size × the views a leader may miss by bad luck.
+//! A member of an `n`-validator committee leads about one block in `n`, so `W` must be well
+//! above [`Param::MaxValidators`] (the defaults give every member about two turns per
+//! window); below that, online validators would be punished for not getting a turn. With
+//! `W` above it, a member goes a window without proposing only if the chain skipped its
+//! views, which the rule cannot tell apart from a crash and which is what it punishes: with
+//! very small committees and windows, a few timed-out turns in a row are enough.
 //!
 //! # Accounting
 //! Each validator has tokens `T` and shares `S`; a delegation holding `s` shares is worth
