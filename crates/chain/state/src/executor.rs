@@ -363,7 +363,7 @@ impl Executor {
 
     /// The genesis state: the allocations (zero ones skipped, repeated addresses summed), every
     /// module's account (nonce 1, [`MODULE_ACCOUNT_CODE`]), the bank's total supply, and then
-    /// every module's own [`NativeModule::genesis`].
+    /// every module's own [`NativeModule::genesis`], governance's (the parameters) first.
     pub fn genesis(&self, alloc: &[(Address, U256)]) -> Result<StateChanges, GenesisError> {
         let mut changes = StateChanges::new();
         let code_hash = changes.insert_code(Bytes::from_static(&MODULE_ACCOUNT_CODE));
@@ -392,7 +392,12 @@ impl Executor {
         }
         changes.set_storage(BANK_ADDRESS, BANK_TOTAL_SUPPLY_SLOT, supply);
         let empty = crate::state::MemoryState::new();
-        for module in self.modules.values() {
+        // Governance first: it stores the governed parameters, which the other modules read
+        // when they write their genesis state (staking's first election, for one). The rest go
+        // in address order.
+        let mut order: Vec<&Arc<dyn NativeModule>> = self.modules.values().collect();
+        order.sort_by_key(|m| m.address() != crate::governed::governance_address());
+        for module in order {
             let mut ctx = SystemContext {
                 reader: &empty,
                 changes: &mut changes,

@@ -475,6 +475,40 @@ fn genesis_mints_self_bonds_and_stores_the_epoch_zero_set() {
 }
 
 #[test]
+fn genesis_elects_with_the_governed_parameters_of_genesis() {
+    // Governance writes its parameters before staking elects the epoch-0 set, so a genesis
+    // that caps the set at 2 gets 2 validators, the two largest.
+    let governed = GovernedParams(std::collections::BTreeMap::from([(
+        Param::MaxValidators,
+        U256::from(2u64),
+    )]));
+    let ex = Executor::new(ChainParams::default())
+        .with_module(Arc::new(Staking::new(
+            EPOCH,
+            vec![
+                genesis_stake(11, btt(1_000), 0),
+                genesis_stake(12, btt(3_000), 0),
+                genesis_stake(13, btt(2_000), 0),
+            ],
+            Arc::new(FakeCrypto),
+        )))
+        .with_module(Arc::new(Governance::with_staking(governed)));
+    let mut state = MemoryState::new();
+    state.apply(&ex.genesis(&[]).unwrap());
+    assert_eq!(
+        read_param(&state, Param::MaxValidators).unwrap(),
+        U256::from(2u64)
+    );
+    let set: Vec<Address> = committee_of(&state, 0)
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    assert_eq!(set, vec![address_of(key(12)), address_of(key(13))]);
+}
+
+#[test]
 fn genesis_refuses_bad_validators() {
     let bad_pop = GenesisStake {
         key: ConsensusKey {
