@@ -44,7 +44,8 @@ class Chain:
     ``start``/``kill``/``wipe`` each by index (validators first, then full nodes)."""
 
     def __init__(self, tmp: Path, n: int = 4, full_nodes: int = 0, standby: int = 0,
-                 epoch_length: Optional[int] = None, equivocators: tuple[int, ...] = ()):
+                 epoch_length: Optional[int] = None, equivocators: tuple[int, ...] = (),
+                 params: Optional[dict[str, int]] = None):
         self.dir = tmp / "chain"
         self.log_dir = tmp / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -63,6 +64,8 @@ class Chain:
             argv += ["--standby", str(standby)]
         if epoch_length is not None:
             argv += ["--epoch-length", str(epoch_length)]
+        for name, value in (params or {}).items():
+            argv += ["--param", f"{name}={value}"]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             raise peers.HarnessError(f"btt chain init failed: {out.stderr}")

@@ -8,6 +8,9 @@
   votes; an honest node reports the evidence, anyone submits it with
   ``btt stake evidence --submit``, and the validator and its delegators lose
   exactly the slash fraction; the same evidence a second time is refused.
+- A validator that is down for a whole downtime window is slashed the downtime
+  fraction and jailed at the next boundary, leaves the set, and after its jail
+  time unjails with ``btt stake unjail`` and is elected again.
 - A governance proposal that lowers the block gas limit passes with
   stake-weighted votes and is in force from exactly its effective height; a
   proposal below quorum fails, burns its deposit and changes nothing.
@@ -200,6 +203,46 @@ def test_an_equivocating_validator_is_slashed_by_evidence(equivocating_chain):
     chain.kill(3)
     chain.wait_height(0, chain.current(0) + 10)
     chain.assert_consistent([0, 1, 2])
+
+
+def test_a_validator_down_for_a_window_is_jailed_and_unjails(tmp_path):
+    chain = Chain(tmp_path, n=4, epoch_length=EPOCH,
+                  params={"downtime_window_blocks": 30, "jail_blocks": 20})
+    chain.start_all()
+    try:
+        for i in range(4):
+            chain.wait_height(i, 2)
+        down = chain.operator(3)
+        before = validators(chain, 0)[down["address"].lower()]
+        chain.kill(3)
+        # Jailed at the first boundary a full window after it stopped proposing.
+        jailed = peers.wait_until(
+            lambda: (v := result(chain.urls[0], "btt_getValidator", [down["address"]]))
+            and v["status"] == "jailed" and v,
+            120, "validator 3 to be jailed for downtime", chain.logs)
+        bps = int(result(chain.urls[0], "btt_getParams", [])["params"]["slash_downtime_bps"])
+        tokens = int(before["tokens"])
+        assert int(jailed["tokens"]) == tokens - tokens * bps // 10_000
+        h = chain.current(0)
+        out_epoch = epoch_of(h) + 1
+        chain.wait_height(0, out_epoch * EPOCH + 2)
+        assert down["address"].lower() not in validators(chain, out_epoch)
+        # Before its jail time is over, unjail is refused and costs nothing.
+        chain.start(3)
+        if chain.current(0) < jailed["jailedUntil"]:
+            early = btt_cli(chain, "stake", "unjail", key=down, check=False)
+            assert early.returncode != 0 and "jail" in early.stderr, early.stderr
+        chain.wait_height(0, jailed["jailedUntil"] + 1)
+        out = cli_json(chain, "stake", "unjail", key=down)
+        assert out["status"] == "success", out
+        back = epoch_of(out["block"]) + 1
+        chain.wait_height(0, back * EPOCH + EPOCH)
+        assert down["address"].lower() in validators(chain, back)
+        chain.wait_height(3, back * EPOCH + EPOCH)
+        assert_no_stall(chain, 1, chain.current(0), node=0)
+        chain.assert_consistent([0, 1, 2, 3])
+    finally:
+        chain.stop_all()
 
 
 @pytest.fixture

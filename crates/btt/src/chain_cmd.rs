@@ -27,8 +27,8 @@ use chain_node::{
     Genesis, GenesisAccount, GenesisValidator, NodeConfig, P2pConfig, PeerConfig, RpcConfig,
     DEFAULT_BLOCK_INTERVAL_MS, DEFAULT_LEADER_TIMEOUT_MS,
 };
-use chain_state::ChainParams;
-use chain_types::{Address, Wei};
+use chain_state::{ChainParams, GovernedParams, Param};
+use chain_types::{Address, Wei, U256};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +77,11 @@ struct InitArgs {
     /// Self-bond of each genesis validator, in BTT.
     #[arg(long, env = "BTT_GENESIS_STAKE", default_value = "100000")]
     stake: String,
+    /// A governed parameter's genesis value, as NAME=VALUE in base units (wei, blocks, basis
+    /// points), e.g. `--param voting_period_blocks=20`; repeatable. `btt gov propose --param`
+    /// lists the names.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
     /// EIP-155 chain id.
     #[arg(long, env = "BTT_CHAIN_ID", default_value_t = DEVNET_CHAIN_ID)]
     chain_id: u64,
@@ -206,6 +211,7 @@ fn init_dev(dir: &Path, net: NetworkArgs) -> Result<()> {
         standby: 0,
         epoch_length: chain_node::DEFAULT_EPOCH_LENGTH,
         stake: "100000".into(),
+        params: Vec::new(),
         chain_id: DEVNET_CHAIN_ID,
         accounts: 10,
         balance: "1000000".into(),
@@ -269,7 +275,7 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
             })
             .collect(),
         epoch_length: a.epoch_length,
-        governance: Default::default(),
+        governance: governed_params(&a.params)?,
     };
     genesis.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     genesis.save(&genesis_path)?;
@@ -410,6 +416,34 @@ fn init(a: &InitArgs) -> Result<InitSummary> {
         operators,
         accounts,
     })
+}
+
+/// `--param NAME=VALUE` flags as genesis overrides, each checked against its bounds.
+fn governed_params(flags: &[String]) -> Result<GovernedParams> {
+    let mut out = GovernedParams::default();
+    for flag in flags {
+        let (name, value) = flag
+            .split_once('=')
+            .with_context(|| format!("--param {flag}: write NAME=VALUE"))?;
+        let param = Param::from_name(name.trim()).with_context(|| {
+            let names: Vec<&str> = Param::ALL.iter().map(|p| p.name()).collect();
+            format!(
+                "--param {flag}: unknown parameter; one of {}",
+                names.join(", ")
+            )
+        })?;
+        let value: U256 = value
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--param {flag}: the value is not a whole number"))?;
+        param
+            .check(value)
+            .map_err(|e| anyhow::anyhow!("--param {flag}: {e}"))?;
+        if out.0.insert(param, value).is_some() {
+            bail!("--param {name} is given twice");
+        }
+    }
+    Ok(out)
 }
 
 /// Writes a file only its owner can read.
@@ -557,4 +591,49 @@ fn devnet(a: DevnetArgs) -> Result<()> {
     rt.block_on(crate::shutdown_signal());
     drop(children);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(flags: &[&str]) -> String {
+        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        governed_params(&flags).map_or_else(|e| e.to_string(), |p| format!("accepted {p:?}"))
+    }
+
+    #[test]
+    fn genesis_params_are_checked() -> Result<()> {
+        let flags = [
+            "voting_period_blocks=20".to_owned(),
+            " quorum_bps = 5000".to_owned(),
+        ];
+        let got = governed_params(&flags)?;
+        assert_eq!(got.get(Param::VotingPeriodBlocks), U256::from(20u64));
+        assert_eq!(got.get(Param::QuorumBps), U256::from(5_000u64));
+        assert_eq!(got.0.len(), 2);
+        for (flag, want) in [
+            ("gas_limit", "--param gas_limit: write NAME=VALUE"),
+            (
+                "gas_limt=5",
+                "--param gas_limt=5: unknown parameter; one of gas_limit,",
+            ),
+            (
+                "gas_limit=1.5",
+                "--param gas_limit=1.5: the value is not a whole number",
+            ),
+            (
+                "gas_limit=5",
+                "--param gas_limit=5: gas_limit must be between 1000000 and 1000000000, not 5",
+            ),
+        ] {
+            let err = refusal(&[flag]);
+            assert!(err.starts_with(want), "{flag}: {err}");
+        }
+        assert_eq!(
+            refusal(&["jail_blocks=5", "jail_blocks=6"]),
+            "--param jail_blocks is given twice"
+        );
+        Ok(())
+    }
 }
