@@ -127,18 +127,24 @@ def test_bank_module_answers_abi_calls_and_supply_adds_up(node):
         data = "0x" + keccak(text=signature)[:4].hex()
         return int(result(url, "eth_call", [{"to": bank, "data": data}, "latest"]), 16)
 
-    genesis_supply = len(node.accounts) * 1_000_000 * 10**18
+    # Dev accounts and validator operators hold 1,000,000 BTT each; each validator's
+    # 100,000 BTT self-bond is created at genesis too; every block since mints the emission.
+    genesis_supply = ((len(node.accounts) + len(node.operators)) * 1_000_000
+                      + node.n_validators * 100_000) * 10**18
+    emission = int(result(url, "btt_getParams", [])["params"]["emission_per_block"])
     tx_hash = result(url, "eth_sendRawTransaction", [_tx(node, node.accounts[1]["private_key"])])
     peers.wait_until(lambda: result(url, "eth_getTransactionReceipt", [tx_hash]), 30, "the receipt")
 
     def consistent_read():
-        # Two calls may straddle a block; take a pair between two equal `burned` readings.
+        # Calls may straddle a block; take readings between two equal heights.
+        height = int(result(url, "eth_blockNumber", []), 16)
         burned = call("burned()")
         supply = call("totalSupply()")
-        return (supply, burned) if call("burned()") == burned else None
+        same = int(result(url, "eth_blockNumber", []), 16) == height
+        return (height, supply, burned) if same else None
 
-    supply, burned = peers.wait_until(consistent_read, 10, "a stable supply reading")
+    height, supply, burned = peers.wait_until(consistent_read, 10, "a stable supply reading")
     assert burned > 0, "the transfer burned its base fee"
-    assert supply + burned == genesis_supply
+    assert supply + burned == genesis_supply + emission * height
     answer = rpc(url, "eth_call", [{"to": bank, "data": "0xdeadbeef"}, "latest"])
     assert answer["error"]["code"] == 3, answer

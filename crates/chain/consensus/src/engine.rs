@@ -134,8 +134,9 @@ pub(crate) struct EngineConfig {
     /// Consensus timeouts.
     pub(crate) timeouts: Timeouts,
     /// Test networks only: twin every notarize this node sends with a conflicting one
-    /// ([`crate::equivocate`]).
-    pub(crate) equivocate: bool,
+    /// ([`crate::equivocate`]), from this long after the process started (zero in the
+    /// simulation, where every notarize is twinned; otherwise only rounds this node led).
+    pub(crate) equivocate: Option<Duration>,
 }
 
 /// Tells the p2p layer who takes part in an epoch: called with the epoch and its committee
@@ -291,6 +292,12 @@ where
     // stall consensus tasks); the deterministic runtime runs it like any other task.
     let (sender, receiver) = mpsc::unbounded();
     let (boundary_tx, boundary_rx) = mpsc::unbounded();
+    // Test networks: on a real network an equivocator twins only the rounds it leads (see
+    // `equivocate`); in the simulation (no warm-up) it twins every notarize.
+    let led = cfg
+        .equivocate
+        .filter(|warm_up| !warm_up.is_zero())
+        .map(|_| crate::equivocate::LedRounds::default());
     let actor = Actor::new(
         app,
         receiver,
@@ -298,6 +305,7 @@ where
         cfg.max_block_bytes,
         epoch_length.get(),
         boundary_tx,
+        led.clone(),
     );
     context
         .child("application")
@@ -452,6 +460,7 @@ where
         engines: BTreeMap::new(),
         retiring: BTreeMap::new(),
         current: first,
+        led,
     };
     Ok(context
         .child("epochs")
@@ -482,6 +491,8 @@ struct Orchestrator<B, Tx: Sender> {
     retiring: BTreeMap<Epoch, SystemTime>,
     /// The newest epoch with an engine.
     current: Epoch,
+    /// Test networks: the rounds this node led, for the equivocator.
+    led: Option<crate::equivocate::LedRounds>,
 }
 
 impl<B, Tx> Orchestrator<B, Tx>
@@ -601,7 +612,11 @@ where
             on_fault: self.on_fault.clone(),
         };
         let timeouts = self.cfg.timeouts;
-        let twin = (self.cfg.equivocate && signer).then(|| scheme.clone());
+        let twin = self
+            .cfg
+            .equivocate
+            .filter(|_| signer)
+            .map(|warm_up| (scheme.clone(), warm_up));
         let engine = simplex::Engine::new(
             context.child("simplex").with_attribute("epoch", epoch),
             simplex::config::Config {
@@ -634,11 +649,14 @@ where
             },
         );
         let handle = match twin {
-            Some(scheme) => {
+            Some((scheme, warm_up)) => {
                 warn!(%epoch, "equivocating: every notarize vote is sent with a conflicting twin");
                 let (sender, receiver) = votes;
                 engine.start(
-                    (equivocate::wrap(sender, scheme), receiver),
+                    (
+                        equivocate::wrap(sender, scheme, warm_up, self.led.clone()),
+                        receiver,
+                    ),
                     certificates,
                     resolver,
                 )

@@ -294,7 +294,7 @@ pub fn start<A: ChainApp>(cfg: Config, app: A) -> Result<Handle, Error> {
         partition: "consensus".to_string(),
         max_block_bytes: cfg.max_block_bytes,
         timeouts: Timeouts::from_leader_ms(cfg.leader_timeout_ms),
-        equivocate: cfg.equivocate,
+        equivocate: cfg.equivocate.then_some(crate::equivocate::WARM_UP),
     };
     let max_peers = book.len() + followers.len() + 1;
     let genesis_validators = committee.len();

@@ -476,7 +476,7 @@ impl Cluster {
             partition: format!("validator{i}"),
             max_block_bytes: MAX_BLOCK_BYTES,
             timeouts: Timeouts::from_leader_ms(LEADER_TIMEOUT_MS),
-            equivocate: self.equivocate[i],
+            equivocate: self.equivocate[i].then_some(std::time::Duration::ZERO),
         };
         let (status_tx, status_rx) = watch::channel(Status::default());
         self.status[i] = status_rx;

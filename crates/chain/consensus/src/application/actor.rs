@@ -26,6 +26,8 @@ pub(crate) struct Actor<A> {
     /// Told about every epoch's last block once it is applied (and before marshal hears the
     /// acknowledgement), so the next epoch's engine can start.
     boundaries: mpsc::UnboundedSender<Boundary>,
+    /// Test networks: the rounds this node led, for the equivocator.
+    led: Option<crate::equivocate::LedRounds>,
 }
 
 /// The last block of `epoch` has been applied.
@@ -45,8 +47,10 @@ impl<A: ChainApp> Actor<A> {
         max_block_bytes: usize,
         epoch_length: u64,
         boundaries: mpsc::UnboundedSender<Boundary>,
+        led: Option<crate::equivocate::LedRounds>,
     ) -> Self {
         Self {
+            led,
             app,
             mailbox,
             status,
@@ -64,6 +68,9 @@ impl<A: ChainApp> Actor<A> {
                 Message::Build { parent, ctx, reply } => {
                     if reply.is_canceled() {
                         continue;
+                    }
+                    if let Some(led) = &self.led {
+                        crate::equivocate::record_led(led, ctx.epoch, ctx.view);
                     }
                     let built = self.build(parent.block(), &ctx);
                     let _ = reply.send(built);
@@ -269,7 +276,7 @@ mod tests {
             let (status_tx, status_rx) = watch::channel(Status::default());
             let (boundary_tx, mut boundaries) = mpsc::unbounded();
             // Epochs of two blocks: height 1 ends epoch 0.
-            let actor = Actor::new(app, rx, status_tx, 1 << 20, 2, boundary_tx);
+            let actor = Actor::new(app, rx, status_tx, 1 << 20, 2, boundary_tx, None);
             context.child("actor").spawn(|ctx| actor.run(ctx));
 
             let genesis = block(None);
@@ -322,7 +329,16 @@ mod tests {
             let (tx, rx) = mpsc::unbounded();
             let (status_tx, _status_rx) = watch::channel(Status::default());
             context.child("actor").spawn(|ctx| {
-                Actor::new(app, rx, status_tx, 1 << 20, u64::MAX, mpsc::unbounded().0).run(ctx)
+                Actor::new(
+                    app,
+                    rx,
+                    status_tx,
+                    1 << 20,
+                    u64::MAX,
+                    mpsc::unbounded().0,
+                    None,
+                )
+                .run(ctx)
             });
 
             let parent = Arc::new(ConsensusBlock::new(genesis.clone()));
