@@ -691,11 +691,7 @@ impl NativeModule for Channels {
     ) -> Result<Bytes, ModuleError> {
         use IChannels::IChannelsCalls as C;
         let decoded = C::abi_decode(call.input).map_err(|_| {
-            let selector = call
-                .input
-                .get(..4)
-                .map(alloy_primitives::hex::encode_prefixed)
-                .unwrap_or_else(|| "none".to_owned());
+            let selector = call.selector_hex();
             ChannelError::BadCall(selector)
         })?;
         let payable = matches!(decoded, C::open(_) | C::topUp(_));

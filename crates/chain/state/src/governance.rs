@@ -1134,11 +1134,7 @@ impl NativeModule for Governance {
     ) -> Result<Bytes, ModuleError> {
         use IGovernance::IGovernanceCalls as C;
         let decoded = C::abi_decode(call.input).map_err(|_| {
-            let selector = call
-                .input
-                .get(..4)
-                .map(alloy_primitives::hex::encode_prefixed)
-                .unwrap_or_else(|| "none".to_owned());
+            let selector = call.selector_hex();
             GovernanceError::BadCall(selector)
         })?;
         let payable = matches!(decoded, C::submitProposal(_) | C::fundTreasury(_));

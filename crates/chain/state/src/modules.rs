@@ -87,6 +87,17 @@ pub struct ModuleCall<'a> {
     pub is_static: bool,
 }
 
+impl ModuleCall<'_> {
+    /// The call's function selector as `0x` hex (`none` when the input is shorter), for the
+    /// revert reason of a call no function matches.
+    pub fn selector_hex(&self) -> String {
+        self.input
+            .get(..4)
+            .map(alloy_primitives::hex::encode_prefixed)
+            .unwrap_or_else(|| "none".to_owned())
+    }
+}
+
 /// How a module call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModuleError {
@@ -218,11 +229,7 @@ impl NativeModule for Bank {
     ) -> Result<Bytes, ModuleError> {
         use abi::IBank;
         let decoded = IBank::IBankCalls::abi_decode(call.input).map_err(|_| {
-            let selector = call
-                .input
-                .get(..4)
-                .map(alloy_primitives::hex::encode_prefixed)
-                .unwrap_or_else(|| "none".to_owned());
+            let selector = call.selector_hex();
             ModuleError::reason(format!(
                 "bank: unknown function selector {selector} or bad arguments: see IBank for the interface"
             ))

@@ -1921,11 +1921,7 @@ impl NativeModule for Staking {
     ) -> Result<Bytes, ModuleError> {
         use IStaking::IStakingCalls as C;
         let decoded = C::abi_decode(call.input).map_err(|_| {
-            let selector = call
-                .input
-                .get(..4)
-                .map(alloy_primitives::hex::encode_prefixed)
-                .unwrap_or_else(|| "none".to_owned());
+            let selector = call.selector_hex();
             StakingError::BadCall(selector)
         })?;
         let payable = matches!(decoded, C::createValidator(_) | C::delegate(_));
