@@ -108,10 +108,15 @@ impl NodeBackend {
 }
 
 impl NodeBackend {
-    /// The identity keys of the committee that votes on block `height`; the genesis set
-    /// if the state cannot tell.
-    fn committee_identities(&self, height: u64) -> Vec<String> {
-        let epoch = height / self.epoch_length.max(1);
+    /// The epoch of the block after the finalized head.
+    pub(crate) fn next_epoch(&self) -> u64 {
+        (self.shared.head_number() + 1) / self.epoch_length.max(1)
+    }
+
+    /// The identity keys of the committee that votes on the next block; the genesis set if the
+    /// state cannot tell.
+    fn committee_identities(&self) -> Vec<String> {
+        let epoch = self.next_epoch();
         match crate::modules::committee(&*self.store, epoch) {
             Ok(Some(members)) => members.into_iter().map(|(_, i)| i.identity).collect(),
             _ => self.validators.clone(),
@@ -262,7 +267,7 @@ impl Backend for NodeBackend {
             finalized_hash: head.block.hash(),
             finalized_timestamp_ms: header.timestamp_ms,
             epoch: header.epoch,
-            validators: self.committee_identities(header.number + 1),
+            validators: self.committee_identities(),
             validator_identity: self.identity.clone(),
             last_finality_latency_ms: self.shared.last_latency_ms(),
             peers: self.configured_peers,

@@ -110,14 +110,9 @@ fn validator_json(v: &ValidatorRecord) -> Value {
     })
 }
 
-/// The epoch of the block after the finalized head.
-fn next_epoch(node: &NodeBackend) -> u64 {
-    (node.shared.head_number() + 1) / node.epoch_length.max(1)
-}
-
 fn validators(node: &NodeBackend, params: &[Value]) -> Answer {
     let epoch = match params {
-        [] | [Value::Null] => next_epoch(node),
+        [] | [Value::Null] => node.next_epoch(),
         [v] => number_arg(v, "the epoch")?,
         _ => {
             return Err(ExtensionError::invalid_params(
@@ -130,7 +125,7 @@ fn validators(node: &NodeBackend, params: &[Value]) -> Answer {
         return Err(ExtensionError::invalid_params(format!(
             "the set of epoch {epoch} is not elected yet (the node is at epoch {}); \
              ask again after its previous epoch ends",
-            next_epoch(node)
+            node.next_epoch()
         )));
     };
     let mut out = Vec::with_capacity(members.len());
